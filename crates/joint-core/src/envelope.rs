@@ -1,0 +1,323 @@
+//! The envelope (the paper's JointλObject): the event one function sends to the next, and the
+//! records the protocol stores.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::naming::{self, Frame};
+
+/// Envelope format version this build writes and accepts.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Default largest envelope a runtime decodes (bytes).
+pub const DEFAULT_MAX_ENVELOPE: usize = 8 * 1024 * 1024;
+
+/// The event passed between functions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Format version.
+    pub v: u32,
+    /// Workflow (definition) name.
+    pub workflow: String,
+    /// The run's id: made by the start or given by the caller for an idempotent start.
+    pub workflow_id: String,
+    /// The function this event is for.
+    pub function: String,
+    /// Hop counter: 0 at the start, +1 on every hop.
+    pub step: u32,
+    /// Branch stack, outermost first (the newest level is last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branch: Vec<Frame>,
+    /// Loop variables (`Iterator`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, i64>,
+    /// The input data.
+    pub input: Input,
+    /// Cloud that holds the run record.
+    pub home: String,
+    /// Hash of the compiled workflow the run started with.
+    pub def_hash: String,
+    /// W3C `traceparent` of the caller's span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// HMAC tag over the envelope (signed deployments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// Where a function's input is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Input {
+    /// In the envelope.
+    Inline(Value),
+    /// In a blob; `select` picks one element of a list.
+    Blob {
+        /// The blob.
+        blob: BlobRef,
+        /// Element index of a list.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        select: Option<u32>,
+    },
+    /// The committed output of another instance, read from its cloud's coordination store.
+    Item {
+        /// Cloud of the coordination store.
+        cloud: String,
+        /// Instance id.
+        key: String,
+        /// Element index of a list.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        select: Option<u32>,
+    },
+    /// A blob holding an encoded [`Input`] (a fan-in's list of references, when too large for
+    /// the event).
+    Indirect(BlobRef),
+    /// A list assembled from several inputs (a fan-in's branch outputs, in branch order).
+    Gather(Vec<Input>),
+}
+
+impl Input {
+    /// This input with `select` set (for one element of a Map).
+    pub fn select(&self, index: u32) -> Input {
+        match self {
+            Input::Blob { blob, .. } => Input::Blob {
+                blob: blob.clone(),
+                select: Some(index),
+            },
+            Input::Item { cloud, key, .. } => Input::Item {
+                cloud: cloud.clone(),
+                key: key.clone(),
+                select: Some(index),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+/// A stored blob.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Cloud of the blob store.
+    pub cloud: String,
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+}
+
+/// A committed output: the value (inline or spilled) or the function's failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// The value itself.
+    Inline(Value),
+    /// The value in a blob (JSON bytes).
+    Blob(BlobRef),
+}
+
+/// The value of an instance's coordination item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputRecord {
+    /// The function returned a value.
+    Ok(Payload),
+    /// The function failed after its retries.
+    Err(Failure),
+}
+
+/// A user function's failure, as committed and reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The function.
+    pub function: String,
+    /// The instance id.
+    pub instance: String,
+    /// Stable error type (`HandlerError`, `CommandFailed`, `MapOverNonList`, …).
+    pub kind: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "function '{}' ({}) failed: {}: {}",
+            self.function, self.instance, self.kind, self.message
+        )
+    }
+}
+
+/// The run record at `_runs/{workflow_id}`: written once, by the instance that ends the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Workflow name.
+    pub workflow: String,
+    /// Run id.
+    pub workflow_id: String,
+    /// The result.
+    pub result: OutputRecord,
+    /// Instance that ended the run.
+    pub finished_by: String,
+    /// Set when the run ended by joining a batch: the id of the run the batch starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batched_into: Option<String>,
+}
+
+/// The value a branch contributes to a join (stored as a join member).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinMember {
+    /// The branch instance's step (the aggregator's step is the largest + 1).
+    pub step: u32,
+    /// The branch's output.
+    pub out: Input,
+}
+
+/// Why an envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeError(pub String);
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid envelope: {}", self.0)
+    }
+}
+
+impl std::error::Error for EnvelopeError {}
+
+impl Envelope {
+    /// The instance id this envelope addresses.
+    pub fn instance_id(&self) -> String {
+        naming::instance_id(&self.workflow_id, &self.function, self.step, &self.branch)
+    }
+
+    /// The instance name (without the run prefix).
+    pub fn instance_name(&self) -> String {
+        naming::instance_name(&self.function, self.step, &self.branch)
+    }
+
+    /// Serialize (compact JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data to a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decode and check an envelope: size, JSON shape, version and ids.
+    pub fn decode(bytes: &[u8], max_size: usize) -> Result<Envelope, EnvelopeError> {
+        if bytes.len() > max_size {
+            return Err(EnvelopeError(format!(
+                "{} bytes is over the {max_size}-byte limit",
+                bytes.len()
+            )));
+        }
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| {
+            EnvelopeError(format!("{} (line {}, column {})", e, e.line(), e.column()))
+        })?;
+        env.check()?;
+        Ok(env)
+    }
+
+    /// Structural checks shared by decode and tests.
+    pub fn check(&self) -> Result<(), EnvelopeError> {
+        if self.v != ENVELOPE_VERSION {
+            return Err(EnvelopeError(format!(
+                "version {} is not supported (this runtime speaks {ENVELOPE_VERSION})",
+                self.v
+            )));
+        }
+        for (what, v) in [
+            ("workflow_id", &self.workflow_id),
+            ("function", &self.function),
+            ("workflow", &self.workflow),
+        ] {
+            if !naming::valid_id(v) {
+                return Err(EnvelopeError(format!(
+                    "{what} '{}' must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')",
+                    v.chars().take(140).collect::<String>()
+                )));
+            }
+        }
+        for (i, f) in self.branch.iter().enumerate() {
+            if f.size == 0 || f.index >= f.size {
+                return Err(EnvelopeError(format!(
+                    "branch level {i}: index {} is not below size {}",
+                    f.index, f.size
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            workflow: "wf".into(),
+            workflow_id: "run1".into(),
+            function: "B".into(),
+            step: 2,
+            branch: vec![Frame {
+                index: 1,
+                size: 2,
+                fork_step: 1,
+                window: None,
+            }],
+            vars: BTreeMap::from([("Iterator".into(), 3)]),
+            input: Input::Inline(serde_json::json!({"x": 1})),
+            home: "local-a".into(),
+            def_hash: "abc".into(),
+            trace: None,
+            tag: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_ids() {
+        let e = env();
+        let back = Envelope::decode(&e.encode(), DEFAULT_MAX_ENVELOPE).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(e.instance_id(), "run1/B_2-bindex-1");
+    }
+
+    #[test]
+    fn refuses_bad_envelopes() {
+        let e = env();
+        let bytes = e.encode();
+        let err = Envelope::decode(&bytes, 10).unwrap_err();
+        assert!(err.to_string().contains("over the 10-byte limit"), "{err}");
+        let err = Envelope::decode(b"{\"v\":1,", 1000).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let mut bad = e.clone();
+        bad.workflow_id = "../etc".into();
+        let err = Envelope::decode(&bad.encode(), 10_000).unwrap_err();
+        assert!(err.to_string().contains("workflow_id '../etc'"), "{err}");
+        let mut bad = e.clone();
+        bad.v = 9;
+        assert!(
+            Envelope::decode(&bad.encode(), 10_000)
+                .unwrap_err()
+                .to_string()
+                .contains("version 9")
+        );
+        let mut bad = e;
+        bad.branch[0].index = 2;
+        assert!(
+            Envelope::decode(&bad.encode(), 10_000)
+                .unwrap_err()
+                .to_string()
+                .contains("not below size")
+        );
+        let err = Envelope::decode(b"{\"v\":1,\"surprise\":1}", 1000).unwrap_err();
+        assert!(err.to_string().contains("surprise"), "{err}");
+    }
+}

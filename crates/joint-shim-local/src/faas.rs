@@ -1,0 +1,445 @@
+//! An in-process FaaS with the semantics of a platform's asynchronous queue: an accepted event
+//! is delivered at least once — retried after a failed execution, redelivered after a lost
+//! attempt, sometimes delivered twice — with an optional queueing delay.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use joint_shim::layers::Chaos;
+use joint_shim::{Context, Deliver, Error, ErrorKind, FaasCapabilities, Handler, Result};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, Semaphore};
+
+/// Settings of a local FaaS.
+#[derive(Debug, Clone)]
+pub struct LocalFaasConfig {
+    /// Largest async payload (bytes).
+    pub async_payload_limit: u64,
+    /// Largest sync payload (bytes).
+    pub sync_payload_limit: u64,
+    /// Deliveries of one event before it is dead-lettered (Lambda: 3).
+    pub max_deliveries: u32,
+    /// Wait before redelivering after a failed execution (multiplied by the attempt).
+    pub retry_delay: Duration,
+    /// Wait before redelivering a lost attempt.
+    pub visibility_timeout: Duration,
+    /// Delay between acceptance and delivery.
+    pub queue_latency: Duration,
+    /// Executions running at once.
+    pub concurrency: usize,
+    /// Duplicate and drop probabilities (the seed makes them deterministic).
+    pub chaos: Chaos,
+}
+
+impl Default for LocalFaasConfig {
+    fn default() -> Self {
+        LocalFaasConfig {
+            async_payload_limit: 256 * 1024,
+            sync_payload_limit: 6 * 1024 * 1024,
+            max_deliveries: 3,
+            retry_delay: Duration::from_millis(20),
+            visibility_timeout: Duration::from_millis(50),
+            queue_latency: Duration::ZERO,
+            concurrency: 256,
+            chaos: Chaos::default(),
+        }
+    }
+}
+
+/// An event that exhausted its deliveries.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Function.
+    pub function: String,
+    /// Last error.
+    pub error: String,
+    /// Deliveries made.
+    pub deliveries: u32,
+}
+
+/// Delivery statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Events accepted.
+    pub accepted: u64,
+    /// Executions started.
+    pub deliveries: u64,
+    /// Redeliveries after a failed execution.
+    pub retries: u64,
+    /// Attempts lost (then redelivered).
+    pub dropped: u64,
+    /// Duplicate deliveries.
+    pub duplicated: u64,
+    /// Events dead-lettered.
+    pub dead: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    deliveries: AtomicU64,
+    retries: AtomicU64,
+    dropped: AtomicU64,
+    duplicated: AtomicU64,
+    dead: AtomicU64,
+}
+
+struct Shared {
+    cloud: String,
+    cfg: LocalFaasConfig,
+    deliver: OnceLock<Arc<dyn Deliver>>,
+    hosted: OnceLock<BTreeSet<String>>,
+    raw: Mutex<BTreeMap<String, Arc<dyn Handler>>>,
+    down: AtomicBool,
+    inflight: AtomicU64,
+    idle: Notify,
+    permits: Arc<Semaphore>,
+    stats: Stats,
+    dead: Mutex<Vec<DeadLetter>>,
+}
+
+/// The local FaaS of one cloud. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalFaas {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LocalFaas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalFaas")
+            .field("cloud", &self.shared.cloud)
+            .finish()
+    }
+}
+
+impl LocalFaas {
+    /// A FaaS for `cloud`; it delivers nothing until [`LocalFaas::attach`].
+    pub fn new(cloud: &str, cfg: LocalFaasConfig) -> Self {
+        let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        LocalFaas {
+            shared: Arc::new(Shared {
+                cloud: cloud.to_string(),
+                cfg,
+                deliver: OnceLock::new(),
+                hosted: OnceLock::new(),
+                raw: Mutex::new(BTreeMap::new()),
+                down: AtomicBool::new(false),
+                inflight: AtomicU64::new(0),
+                idle: Notify::new(),
+                permits,
+                stats: Stats::default(),
+                dead: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The cloud.
+    pub fn cloud(&self) -> &str {
+        &self.shared.cloud
+    }
+
+    /// Deliver events to `runtime`, hosting the functions it places on (or replicates to) this
+    /// cloud. Only the first call has an effect.
+    pub fn attach(&self, runtime: Arc<dyn Deliver>) {
+        let hosted: BTreeSet<String> = runtime.hosted(&self.shared.cloud).into_iter().collect();
+        let _ = self.shared.hosted.set(hosted);
+        let _ = self.shared.deliver.set(runtime);
+    }
+
+    /// Host a plain function (not part of a workflow): sync invocations return its output.
+    pub fn add_raw(&self, name: &str, handler: Arc<dyn Handler>) {
+        self.shared
+            .raw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), handler);
+    }
+
+    /// Simulate an outage: every invocation is refused with `Unavailable` until set back.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Whether the cloud is down.
+    pub fn is_down(&self) -> bool {
+        self.shared.down.load(Ordering::SeqCst)
+    }
+
+    /// Events accepted and not yet finished (including scheduled redeliveries).
+    pub fn inflight(&self) -> u64 {
+        self.shared.inflight.load(Ordering::SeqCst)
+    }
+
+    /// Wait until no event is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.shared.idle.notified();
+            if self.inflight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Events that exhausted their deliveries.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.shared
+            .dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Delivery statistics.
+    pub fn stats(&self) -> QueueStats {
+        let s = &self.shared.stats;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        QueueStats {
+            accepted: l(&s.accepted),
+            deliveries: l(&s.deliveries),
+            retries: l(&s.retries),
+            dropped: l(&s.dropped),
+            duplicated: l(&s.duplicated),
+            dead: l(&s.dead),
+        }
+    }
+
+    fn err(
+        &self,
+        kind: ErrorKind,
+        op: &'static str,
+        function: &str,
+        msg: impl Into<String>,
+    ) -> Error {
+        Error::new(
+            kind,
+            format!("local-faas({})", self.shared.cloud),
+            op,
+            function,
+            msg,
+        )
+    }
+
+    fn raw(&self, function: &str) -> Option<Arc<dyn Handler>> {
+        self.shared
+            .raw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(function)
+            .cloned()
+    }
+
+    fn check(&self, op: &'static str, function: &str, len: usize, limit: u64) -> Result<()> {
+        if self.is_down() {
+            return Err(self.err(
+                ErrorKind::Unavailable,
+                op,
+                function,
+                "the cloud is down (simulated outage)",
+            ));
+        }
+        if len as u64 > limit {
+            return Err(self.err(
+                ErrorKind::PayloadTooLarge,
+                op,
+                function,
+                format!("payload of {len} bytes is over the {limit}-byte limit"),
+            ));
+        }
+        let hosted = self
+            .shared
+            .hosted
+            .get()
+            .is_some_and(|h| h.contains(function));
+        if !hosted && self.raw(function).is_none() {
+            return Err(self.err(
+                ErrorKind::FunctionNotFound,
+                op,
+                function,
+                format!(
+                    "no function '{function}' is deployed on {}",
+                    self.shared.cloud
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn schedule(&self, function: String, payload: Bytes, delivery: u32, delay: Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            me.execute(function, payload, delivery).await;
+        });
+    }
+
+    fn finish_one(&self) {
+        if self.shared.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared.idle.notify_waiters();
+        }
+    }
+
+    async fn execute(&self, function: String, payload: Bytes, delivery: u32) {
+        let sh = &self.shared;
+        let digest = hex::encode(Sha256::digest(&payload));
+        let chaos = sh.cfg.chaos;
+        let d = delivery.to_string();
+        if chaos.fires(chaos.drop, &["drop", &sh.cloud, &digest, &d]) {
+            sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.schedule(function, payload, delivery + 1, sh.cfg.visibility_timeout);
+            return;
+        }
+        let result = {
+            let Ok(_permit) = sh.permits.clone().acquire_owned().await else {
+                self.finish_one();
+                return;
+            };
+            sh.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+            if let Some(h) = self.raw(&function) {
+                run_raw(&h, &function, &sh.cloud, &payload, delivery)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else if let Some(rt) = sh.deliver.get() {
+                rt.deliver(&sh.cloud, payload.clone(), delivery)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                Err("no runtime is attached to this cloud".to_string())
+            }
+        };
+        match result {
+            Ok(()) => {
+                if chaos.fires(chaos.dup, &["dup", &sh.cloud, &digest, &d]) {
+                    // The platform delivers the same event again, later.
+                    sh.stats.duplicated.fetch_add(1, Ordering::Relaxed);
+                    sh.inflight.fetch_add(1, Ordering::SeqCst);
+                    self.schedule(function, payload, delivery + 1, sh.cfg.retry_delay);
+                }
+                self.finish_one();
+            }
+            Err(e) if delivery < sh.cfg.max_deliveries => {
+                sh.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = sh.cfg.retry_delay * delivery;
+                self.schedule(function, payload, delivery + 1, wait);
+                tracing::debug!(cloud = %sh.cloud, error = %e, delivery, "execution failed; redelivering");
+            }
+            Err(e) => {
+                sh.stats.dead.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(cloud = %sh.cloud, %function, error = %e, "event dead-lettered");
+                sh.dead
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(DeadLetter {
+                        function,
+                        error: e,
+                        deliveries: delivery,
+                    });
+                self.finish_one();
+            }
+        }
+    }
+}
+
+async fn run_raw(
+    h: &Arc<dyn Handler>,
+    function: &str,
+    cloud: &str,
+    payload: &[u8],
+    delivery: u32,
+) -> std::result::Result<serde_json::Value, joint_core::machine::FnError> {
+    let input: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| joint_core::machine::FnError {
+            kind: "InvalidPayload".into(),
+            message: format!("payload is not JSON: {e}"),
+        })?;
+    let ctx = Context {
+        workflow_id: String::new(),
+        instance: String::new(),
+        function: function.to_string(),
+        cloud: cloud.to_string(),
+        attempt: delivery,
+        vars: BTreeMap::new(),
+    };
+    h.call(input, &ctx).await
+}
+
+#[async_trait]
+impl joint_shim::Faas for LocalFaas {
+    fn capabilities(&self) -> FaasCapabilities {
+        FaasCapabilities {
+            async_payload_limit: self.shared.cfg.async_payload_limit,
+            sync_payload_limit: self.shared.cfg.sync_payload_limit,
+        }
+    }
+
+    async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<()> {
+        self.check(
+            "invoke_async",
+            function,
+            payload.len(),
+            self.shared.cfg.async_payload_limit,
+        )?;
+        self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+        self.schedule(
+            function.to_string(),
+            payload,
+            1,
+            self.shared.cfg.queue_latency,
+        );
+        Ok(())
+    }
+
+    async fn invoke_sync(&self, function: &str, payload: Bytes) -> Result<Bytes> {
+        self.check(
+            "invoke_sync",
+            function,
+            payload.len(),
+            self.shared.cfg.sync_payload_limit,
+        )?;
+        if let Some(h) = self.raw(function) {
+            return match run_raw(&h, function, &self.shared.cloud, &payload, 1).await {
+                Ok(v) => Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default())),
+                Err(e) => Err(self.err(
+                    ErrorKind::FunctionError,
+                    "invoke_sync",
+                    function,
+                    format!("{}: {}", e.kind, e.message),
+                )),
+            };
+        }
+        let Some(rt) = self.shared.deliver.get() else {
+            return Err(self.err(
+                ErrorKind::Unavailable,
+                "invoke_sync",
+                function,
+                "no runtime is attached to this cloud",
+            ));
+        };
+        match rt.deliver(&self.shared.cloud, payload, 1).await {
+            Ok(o) => Ok(Bytes::from(
+                serde_json::to_vec(&serde_json::json!({
+                    "instance": o.instance,
+                    "ran_function": o.ran_function,
+                    "adopted": o.adopted,
+                    "invoked": o.invoked,
+                }))
+                .unwrap_or_default(),
+            )),
+            Err(e) => Err(self.err(
+                ErrorKind::FunctionError,
+                "invoke_sync",
+                function,
+                e.to_string(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! [`FsBlobStore`]: the blob store of a local cloud, a directory tree.
+//!
+//! A key's `/`-separated segments are directories under the root; its last segment is the file.
+//! Keys are validated so that no key leaves the root (no `..`, `.`, empty segments, absolute
+//! paths, NUL or backslash).
+//!
+//! `put_new` writes a temporary file (named `.joint-tmp-…`) in the target directory and then
+//! hard-links it to the final name: `link(2)` fails if the target exists, so the create is
+//! atomic and create-only, and a reader sees the whole blob or nothing. Temporary files are
+//! never returned, deleted or counted as blobs, and no key may name one.
+//!
+//! A key cannot be both a blob and a directory (`a/b` and `a/b/c`); the second put fails
+//! `InvalidInput`.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use joint_shim::{BlobCapabilities, BlobStore, Error, ErrorKind, Result};
+
+/// Largest blob: 5 GiB, like one S3 PUT.
+pub const MAX_OBJECT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Name prefix of temporary files; keys may not use it.
+const TMP_PREFIX: &str = ".joint-tmp-";
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A [`BlobStore`] on the local filesystem, under one root directory.
+///
+/// Cloning is cheap; several stores (and processes) may share a root.
+#[derive(Clone)]
+pub struct FsBlobStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    backend: String,
+    fsync: bool,
+}
+
+impl fmt::Debug for FsBlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FsBlobStore")
+            .field("backend", &self.inner.backend)
+            .field("root", &self.inner.root)
+            .field("fsync", &self.inner.fsync)
+            .finish()
+    }
+}
+
+impl FsBlobStore {
+    /// A store rooted at `root` (created if missing) for the local cloud `cloud`.
+    pub fn new(root: impl Into<PathBuf>, cloud: &str) -> Result<Self> {
+        let root = root.into();
+        let backend = format!("fs({cloud})");
+        std::fs::create_dir_all(&root).map_err(|e| {
+            Error::new(
+                ErrorKind::Other,
+                &backend,
+                "open",
+                root.display().to_string(),
+                format!("creating the root directory: {e}"),
+            )
+        })?;
+        Ok(FsBlobStore {
+            inner: Arc::new(Inner {
+                root,
+                backend,
+                fsync: false,
+            }),
+        })
+    }
+
+    /// Whether `put_new` syncs the data to disk before publishing it (default false: a
+    /// process crash never exposes a partial blob either way; a power loss may lose recent
+    /// blobs without it).
+    pub fn with_fsync(self, fsync: bool) -> Self {
+        FsBlobStore {
+            inner: Arc::new(Inner {
+                root: self.inner.root.clone(),
+                backend: self.inner.backend.clone(),
+                fsync,
+            }),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    async fn run<T, F>(&self, op: &'static str, target: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::new(
+                ErrorKind::Other,
+                &self.inner.backend,
+                op,
+                target,
+                format!("blocking task failed: {e}"),
+            )),
+        }
+    }
+}
+
+impl Inner {
+    fn err(&self, kind: ErrorKind, op: &'static str, key: &str, msg: impl Into<String>) -> Error {
+        Error::new(kind, &self.backend, op, key, msg)
+    }
+
+    fn io_err(&self, op: &'static str, key: &str, what: &str, e: &io::Error) -> Error {
+        self.err(ErrorKind::Other, op, key, format!("{what}: {e}"))
+    }
+
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        const OP: &str = "put_new";
+        let path = self.key_path(OP, key)?;
+        let dir = match path.parent() {
+            Some(d) => d.to_path_buf(),
+            None => return Err(self.err(ErrorKind::InvalidInput, OP, key, "key has no parent")),
+        };
+        if path.is_dir() {
+            return Err(self.err(
+                ErrorKind::InvalidInput,
+                OP,
+                key,
+                "a directory (a prefix of other keys) is at this key",
+            ));
+        }
+        // A concurrent delete_prefix may remove an empty directory between its creation and
+        // the temp file's; retry a few times.
+        let mut attempt = 0;
+        let tmp = loop {
+            attempt += 1;
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                let kind = if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists
+                ) {
+                    ErrorKind::InvalidInput
+                } else {
+                    ErrorKind::Other
+                };
+                return Err(self.err(
+                    kind,
+                    OP,
+                    key,
+                    format!("creating directory (is a parent path a blob?): {e}"),
+                ));
+            }
+            match self.write_tmp(&dir, bytes) {
+                Ok(tmp) => break tmp,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => continue,
+                Err(e) => return Err(self.io_err(OP, key, "writing temporary file", &e)),
+            }
+        };
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if path.is_dir() {
+                    Err(self.err(
+                        ErrorKind::InvalidInput,
+                        OP,
+                        key,
+                        "a directory (a prefix of other keys) is at this key",
+                    ))
+                } else {
+                    Err(self.err(
+                        ErrorKind::AlreadyExists,
+                        OP,
+                        key,
+                        "a blob exists at this key",
+                    ))
+                }
+            }
+            Err(e) => Err(self.io_err(OP, key, "publishing the blob", &e)),
+        }
+    }
+
+    fn write_tmp(&self, dir: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+        use std::io::Write;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{TMP_PREFIX}{}-{nanos}-{n}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| if self.fsync { f.sync_all() } else { Ok(()) });
+        if let Err(e) = written {
+            drop(f);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(tmp)
+    }
+
+    fn get(&self, key: &str) -> Result<Bytes> {
+        const OP: &str = "get";
+        let path = self.key_path(OP, key)?;
+        match std::fs::read(&path) {
+            Ok(v) => Ok(Bytes::from(v)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::NotADirectory
+                        | io::ErrorKind::IsADirectory
+                ) =>
+            {
+                Err(self.err(ErrorKind::NotFound, OP, key, "no blob at this key"))
+            }
+            Err(e) => Err(self.io_err(OP, key, "reading", &e)),
+        }
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        const OP: &str = "delete_prefix";
+        validate(prefix, true).map_err(|m| self.err(ErrorKind::InvalidInput, OP, prefix, m))?;
+        // Whole segments name the directory to walk; the partial last segment filters it.
+        let (dir_part, partial) = match prefix.rfind('/') {
+            Some(i) => (&prefix[..i], &prefix[i + 1..]),
+            None => ("", prefix),
+        };
+        let dir = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(0);
+            }
+            Err(e) => return Err(self.io_err(OP, prefix, "listing", &e)),
+        };
+        let mut count = 0u64;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err(OP, prefix, "listing", &e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(TMP_PREFIX) || !name.starts_with(partial) {
+                continue;
+            }
+            let ft = entry
+                .file_type()
+                .map_err(|e| self.io_err(OP, prefix, "listing", &e))?;
+            if ft.is_dir() {
+                count += self.delete_tree(&entry.path(), prefix)?;
+            } else if ft.is_file()
+                && remove_counted(&entry.path())
+                    .map_err(|e| self.io_err(OP, prefix, "deleting", &e))?
+            {
+                count += 1;
+            }
+        }
+        // Best effort: drop now-empty directories from the prefix's directory up to the root.
+        if !dir_part.is_empty() {
+            let mut d = dir.as_path();
+            while d != self.root && std::fs::remove_dir(d).is_ok() {
+                match d.parent() {
+                    Some(p) => d = p,
+                    None => break,
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Delete every blob under `dir` (all of which match the prefix) and the emptied dirs.
+    fn delete_tree(&self, dir: &Path, prefix: &str) -> Result<u64> {
+        const OP: &str = "delete_prefix";
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(self.io_err(OP, prefix, "listing", &e)),
+        };
+        let mut count = 0u64;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err(OP, prefix, "listing", &e))?;
+            let is_tmp = entry
+                .file_name()
+                .to_str()
+                .is_none_or(|n| n.starts_with(TMP_PREFIX));
+            let ft = entry
+                .file_type()
+                .map_err(|e| self.io_err(OP, prefix, "listing", &e))?;
+            if ft.is_dir() {
+                count += self.delete_tree(&entry.path(), prefix)?;
+            } else if !is_tmp
+                && ft.is_file()
+                && remove_counted(&entry.path())
+                    .map_err(|e| self.io_err(OP, prefix, "deleting", &e))?
+            {
+                count += 1;
+            }
+        }
+        // Fails (harmlessly) while a temp file of a concurrent put is inside.
+        let _ = std::fs::remove_dir(dir);
+        Ok(count)
+    }
+
+    fn key_path(&self, op: &'static str, key: &str) -> Result<PathBuf> {
+        validate(key, false).map_err(|m| self.err(ErrorKind::InvalidInput, op, key, m))?;
+        Ok(self.root.join(key))
+    }
+}
+
+/// Remove a file; `Ok(false)` if it was already gone (a concurrent delete counted it).
+fn remove_counted(path: &Path) -> io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Check that a key (or, with `is_prefix`, a prefix: empty, or ending in `/` or a partial
+/// segment) stays under the root. Returns why not.
+fn validate(key: &str, is_prefix: bool) -> std::result::Result<(), String> {
+    if key.is_empty() {
+        return if is_prefix {
+            Ok(())
+        } else {
+            Err("empty key".into())
+        };
+    }
+    if key.contains('\0') {
+        return Err("key contains NUL".into());
+    }
+    if key.contains('\\') {
+        return Err("key contains a backslash".into());
+    }
+    if key.starts_with('/') {
+        return Err("key is an absolute path".into());
+    }
+    let segments: Vec<&str> = key.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
+        // A prefix's last segment may be partial (or empty after a trailing `/`); a partial
+        // `.` or `..` only filters names, it is never joined to a path.
+        let partial = is_prefix && i == last;
+        if seg.is_empty() {
+            if partial {
+                continue;
+            }
+            return Err("key has an empty segment".into());
+        }
+        if !partial && (*seg == "." || *seg == "..") {
+            return Err(format!("key has a '{seg}' segment"));
+        }
+        if !partial && seg.starts_with(TMP_PREFIX) {
+            return Err(format!(
+                "key segment uses the reserved prefix '{TMP_PREFIX}'"
+            ));
+        }
+        if seg.len() > 255 {
+            return Err("key segment longer than 255 bytes".into());
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    fn capabilities(&self) -> BlobCapabilities {
+        BlobCapabilities {
+            create_only: true,
+            max_object: MAX_OBJECT,
+        }
+    }
+
+    async fn put_new(&self, key: &str, bytes: Bytes) -> Result<()> {
+        if bytes.len() as u64 > MAX_OBJECT {
+            return Err(self.inner.err(
+                ErrorKind::PayloadTooLarge,
+                "put_new",
+                key,
+                format!(
+                    "blob of {} bytes is over the limit of {MAX_OBJECT} bytes",
+                    bytes.len()
+                ),
+            ));
+        }
+        let k = key.to_string();
+        self.run("put_new", key, move |inner| inner.put_new(&k, &bytes))
+            .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        let k = key.to_string();
+        self.run("get", key, move |inner| inner.get(&k)).await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let p = prefix.to_string();
+        self.run("delete_prefix", prefix, move |inner| {
+            inner.delete_prefix(&p)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate;
+
+    #[test]
+    fn validates_keys() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\0b",
+            "a/.joint-tmp-1",
+        ] {
+            assert!(validate(bad, false).is_err(), "{bad:?} must be refused");
+        }
+        for good in [
+            "a",
+            "run1/A_0.out.1",
+            "_runs/abc.out.123",
+            "a/.hidden",
+            "a/..b",
+        ] {
+            assert!(validate(good, false).is_ok(), "{good:?} must be accepted");
+        }
+        for good_prefix in ["", "run1/", "_runs/abc.out.", "a/.", "a/.."] {
+            assert!(
+                validate(good_prefix, true).is_ok(),
+                "{good_prefix:?} prefix"
+            );
+        }
+        for bad_prefix in ["../", "/x", "a//", "a/../"] {
+            assert!(validate(bad_prefix, true).is_err(), "{bad_prefix:?} prefix");
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Run a workflow to completion on local clouds: what `joint run` does, as a library call.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use joint_core::envelope::Failure;
+use joint_core::workflow::Workflow;
+use joint_shim::layers::{Chaos, LatencyProfile, OpSnapshot};
+use joint_shim::observe::{Fanout, ObsEvent, Observer};
+use joint_shim::{Deliver, Error, ErrorKind, GcPolicy, Handlers, Result, Runtime, RuntimeConfig};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::{LocalClouds, LocalCloudsBuilder, LocalFaasConfig, QueueStats};
+
+/// How to run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Run id; a fresh UUID when `None`. A run id that already finished returns its result.
+    pub run_id: Option<String>,
+    /// Input of the start function.
+    pub input: Value,
+    /// Keep state here (else in memory and a temporary blob folder).
+    pub state_dir: Option<PathBuf>,
+    /// Fault injection.
+    pub chaos: Chaos,
+    /// Emulated latency.
+    pub latency: LatencyProfile,
+    /// FaaS queue settings (deliveries are raised automatically under chaos).
+    pub faas: Option<LocalFaasConfig>,
+    /// Runtime settings (GC and chaos are set by the runner).
+    pub runtime: Option<RuntimeConfig>,
+    /// Extra observer (progress bars, timelines).
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Keep the run's working state after it ends (no GC).
+    pub keep: bool,
+    /// Give up waiting after this long (default 10 minutes).
+    pub timeout: Option<Duration>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Run id.
+    pub run_id: String,
+    /// `succeeded` or `failed`.
+    pub status: &'static str,
+    /// The output, when it succeeded.
+    pub output: Option<Value>,
+    /// The failure, when it failed.
+    pub error: Option<Failure>,
+    /// Start to run record, in milliseconds.
+    pub makespan_ms: f64,
+    /// Instances that committed in this execution of the run.
+    pub instances: u64,
+    /// Datastore and invocation operations.
+    pub ops: OpSnapshot,
+    /// Queue statistics.
+    pub queue: QueueStatsReport,
+    /// True when the run id had already finished and nothing ran.
+    pub reused: bool,
+}
+
+/// Queue statistics, serializable.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueueStatsReport {
+    /// Events accepted.
+    pub accepted: u64,
+    /// Executions.
+    pub deliveries: u64,
+    /// Redeliveries after failures.
+    pub retries: u64,
+    /// Lost attempts (redelivered).
+    pub dropped: u64,
+    /// Duplicate deliveries.
+    pub duplicated: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+impl From<QueueStats> for QueueStatsReport {
+    fn from(q: QueueStats) -> Self {
+        QueueStatsReport {
+            accepted: q.accepted,
+            deliveries: q.deliveries,
+            retries: q.retries,
+            dropped: q.dropped,
+            duplicated: q.duplicated,
+            dead: q.dead,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Watch {
+    finished: Notify,
+    done: Mutex<bool>,
+    committed: Mutex<BTreeSet<String>>,
+}
+
+struct WatchObserver(Arc<Watch>, String);
+
+impl Observer for WatchObserver {
+    fn event(&self, e: &ObsEvent) {
+        match e {
+            ObsEvent::InstanceEnd {
+                run,
+                instance,
+                error: None,
+                ..
+            } if *run == self.1 => {
+                self.0
+                    .committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(instance.clone());
+            }
+            ObsEvent::RunFinished { run, .. } if *run == self.1 => {
+                *self.0.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                self.0.finished.notify_waiters();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Local clouds and a runtime wired together for one workflow.
+pub struct LocalDeployment {
+    /// The clouds.
+    pub clouds: LocalClouds,
+    /// The runtime.
+    pub runtime: Runtime,
+}
+
+/// Build local clouds for every cloud of `workflow` and a runtime attached to them.
+pub fn deploy(
+    workflow: Arc<Workflow>,
+    handlers: Handlers,
+    opts: &RunOptions,
+    observer: Option<Arc<dyn Observer>>,
+) -> Result<LocalDeployment> {
+    let mut faas = opts.faas.clone().unwrap_or_default();
+    if opts.chaos.crash > 0.0 || opts.chaos.drop > 0.0 || opts.chaos.throttle > 0.0 {
+        faas.max_deliveries = faas.max_deliveries.max(100);
+    }
+    let mut b = LocalCloudsBuilder::new()
+        .clouds(workflow.clouds.iter().cloned())
+        .faas_config(faas)
+        .latency(opts.latency.clone())
+        .chaos(opts.chaos);
+    if let Some(d) = &opts.state_dir {
+        b = b.state_dir(d.clone());
+    }
+    let clouds = b.build()?;
+    let mut cfg = opts.runtime.clone().unwrap_or_default();
+    cfg.chaos = opts.chaos;
+    cfg.latency = opts.latency.clone();
+    cfg.gc = if opts.keep {
+        GcPolicy::Never
+    } else {
+        GcPolicy::Deferred
+    };
+    if opts.chaos.throttle > 0.0 {
+        cfg.invoke.retry.max_retries = cfg.invoke.retry.max_retries.max(20);
+        cfg.invoke.breaker.failure_threshold = u32::MAX;
+    }
+    let runtime = Runtime::new(workflow, clouds.clouds.clone(), handlers, cfg, observer);
+    clouds.attach(Arc::new(runtime.clone()) as Arc<dyn Deliver>);
+    Ok(LocalDeployment { clouds, runtime })
+}
+
+/// Run `workflow` once on local clouds and wait for its result.
+pub async fn run_local(
+    workflow: Arc<Workflow>,
+    handlers: Handlers,
+    opts: RunOptions,
+) -> Result<RunReport> {
+    let run_id = opts
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if !joint_core::naming::valid_id(&run_id) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "runner",
+            "run",
+            &run_id,
+            "a run id must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')",
+        ));
+    }
+    let watch = Arc::new(Watch::default());
+    let mut observers: Vec<Arc<dyn Observer>> =
+        vec![Arc::new(WatchObserver(watch.clone(), run_id.clone()))];
+    if let Some(o) = &opts.observer {
+        observers.push(o.clone());
+    }
+    let dep = deploy(
+        workflow,
+        handlers,
+        &opts,
+        Some(Arc::new(Fanout(observers)) as Arc<dyn Observer>),
+    )?;
+    let rt = &dep.runtime;
+    if let Some(rec) = rt.run_record(&run_id).await? {
+        let out = rt.resolve_output(&rec).await?;
+        return Ok(report(
+            run_id,
+            out,
+            0.0,
+            0,
+            OpSnapshot::default(),
+            QueueStats::default(),
+            true,
+        ));
+    }
+
+    let before = dep.clouds.counts.snapshot();
+    let t0 = Instant::now();
+    rt.start(&run_id, opts.input.clone()).await?;
+    let deadline = t0 + opts.timeout.unwrap_or(Duration::from_secs(600));
+    let makespan;
+    loop {
+        let notified = watch.finished.notified();
+        if *watch.done.lock().unwrap_or_else(|p| p.into_inner()) {
+            makespan = t0.elapsed();
+            break;
+        }
+        let stalled = dep.clouds.faas.values().all(|f| f.inflight() == 0);
+        if stalled {
+            // Everything drained without a run record: find out why.
+            if rt.run_record(&run_id).await?.is_some() {
+                makespan = t0.elapsed();
+                break;
+            }
+            let dead = dep.clouds.dead_letters();
+            let why = if dead.is_empty() {
+                "no event is in flight and the run has no result".to_string()
+            } else {
+                dead.iter()
+                    .map(|(c, d)| {
+                        format!(
+                            "{} on {c} gave up after {} deliveries: {}",
+                            d.function, d.deliveries, d.error
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(Error::new(
+                ErrorKind::Other,
+                "runner",
+                "run",
+                &run_id,
+                format!("the run stalled: {why}"),
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "runner",
+                "run",
+                &run_id,
+                "the run did not finish in time",
+            ));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+        }
+    }
+    // Let duplicates and stragglers drain before collecting the run's state.
+    dep.clouds.idle().await;
+    let ops = dep.clouds.counts.snapshot().since(&before);
+    rt.run_deferred_gc().await?;
+    let rec = rt.run_record(&run_id).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            "runner",
+            "run",
+            &run_id,
+            "the run record disappeared",
+        )
+    })?;
+    let out = rt.resolve_output(&rec).await?;
+    let instances = watch
+        .committed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len() as u64;
+    Ok(report(
+        run_id,
+        out,
+        makespan.as_secs_f64() * 1000.0,
+        instances,
+        ops,
+        dep.clouds.queue_stats(),
+        false,
+    ))
+}
+
+fn report(
+    run_id: String,
+    out: std::result::Result<Value, Failure>,
+    makespan_ms: f64,
+    instances: u64,
+    ops: OpSnapshot,
+    queue: QueueStats,
+    reused: bool,
+) -> RunReport {
+    let (status, output, error) = match out {
+        Ok(v) => ("succeeded", Some(v), None),
+        Err(f) => ("failed", None, Some(f)),
+    };
+    RunReport {
+        run_id,
+        status,
+        output,
+        error,
+        makespan_ms,
+        instances,
+        ops,
+        queue: queue.into(),
+        reused,
+    }
+}

@@ -1,0 +1,514 @@
+//! [`SqliteCoordStore`]: the coordination store of a local cloud, in one SQLite file.
+//!
+//! The file is shared by every task of a process and by other processes on the host (the CLI's
+//! `joint status` reads it while a run executes). SQLite runs in WAL mode with
+//! `synchronous=NORMAL` and a busy timeout; every operation that touches more than one row runs
+//! in one `BEGIN IMMEDIATE` transaction, so it is atomic across processes too. Calls run on
+//! tokio's blocking pool.
+//!
+//! Tables:
+//! - `items(key, value, created_ms)`: output items (checkpoints).
+//! - `invoked(key, name)`: the invoked set of each item.
+//! - `join_heads(key, count)` and `joins(key, member, value, seq)`: joins. The head row keeps
+//!   the member count, so a join costs O(log n) until it completes and an n-way fan-in is
+//!   linear overall; the members are read only when the join is complete.
+//!
+//! Prefix queries are exact (`key >= prefix AND key < successor(prefix)`, no `LIKE`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use joint_core::machine::{JoinState, StoredItem};
+use joint_shim::{CoordStore, Created, Error, ErrorKind, Result, StoreCapabilities};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+/// Default largest item value: 400 KiB, like DynamoDB, so flows tested locally fit in the cloud.
+pub const DEFAULT_ITEM_LIMIT: u64 = 400 * 1024;
+
+/// How long a statement waits for another connection's lock before failing `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    key TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL,
+    created_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS invoked (
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (key, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS join_heads (
+    key TEXT PRIMARY KEY NOT NULL,
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS joins (
+    key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    value BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (key, member)
+) WITHOUT ROWID;
+";
+
+/// A [`CoordStore`] on SQLite: a file shared by processes, or an in-memory database for tests.
+///
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct SqliteCoordStore {
+    inner: Arc<Inner>,
+    item_limit: u64,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    /// `None` for an in-memory database.
+    path: Option<PathBuf>,
+    backend: String,
+}
+
+impl fmt::Debug for SqliteCoordStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = match &self.inner.path {
+            Some(p) => p.display().to_string(),
+            None => ":memory:".to_string(),
+        };
+        f.debug_struct("SqliteCoordStore")
+            .field("backend", &self.inner.backend)
+            .field("path", &path)
+            .field("item_limit", &self.item_limit)
+            .finish()
+    }
+}
+
+impl SqliteCoordStore {
+    /// Open (creating if needed) the database at `path` for the local cloud `cloud`: creates
+    /// the parent directories and the schema, and sets WAL mode, `synchronous=NORMAL` and a
+    /// 5 s busy timeout. Several stores, in this or other processes, may open the same file.
+    pub fn open(path: impl AsRef<Path>, cloud: &str) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let backend = backend_name(cloud);
+        let target = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    &backend,
+                    "open",
+                    &target,
+                    format!("creating directory {}: {e}", parent.display()),
+                )
+            })?;
+        }
+        let conn = Connection::open(&path).map_err(|e| map_err(&backend, "open", &target, e))?;
+        Self::init(conn, Some(path), backend)
+    }
+
+    /// A private in-memory database (one connection), for tests.
+    pub fn in_memory(cloud: &str) -> Result<Self> {
+        let backend = backend_name(cloud);
+        let conn =
+            Connection::open_in_memory().map_err(|e| map_err(&backend, "open", ":memory:", e))?;
+        Self::init(conn, None, backend)
+    }
+
+    fn init(conn: Connection, path: Option<PathBuf>, backend: String) -> Result<Self> {
+        let target = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| ":memory:".to_string());
+        let setup = || -> rusqlite::Result<()> {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            if path.is_some() {
+                // Returns the resulting mode as a row; an in-memory database stays "memory".
+                let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            }
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(())
+        };
+        setup().map_err(|e| map_err(&backend, "open", &target, e))?;
+        Ok(SqliteCoordStore {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                backend,
+            }),
+            item_limit: DEFAULT_ITEM_LIMIT,
+        })
+    }
+
+    /// Set the largest item value in bytes (default [`DEFAULT_ITEM_LIMIT`]); larger values
+    /// fail `PayloadTooLarge`.
+    pub fn with_item_limit(mut self, limit: u64) -> Self {
+        self.item_limit = limit;
+        self
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    fn check_size(&self, op: &'static str, key: &str, len: usize) -> Result<()> {
+        if len as u64 > self.item_limit {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                &self.inner.backend,
+                op,
+                key,
+                format!(
+                    "value of {len} bytes is over the item limit of {} bytes",
+                    self.item_limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Run `f` with the connection on the blocking pool; SQLite errors are mapped for `op` on
+    /// `target`.
+    async fn run<T, F>(&self, op: &'static str, target: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        let backend = inner.backend.clone();
+        let t2 = target.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut guard = lock(&inner.conn);
+            f(&mut guard).map_err(|e| map_err(&inner.backend, op, &t2, e))
+        })
+        .await;
+        match joined {
+            Ok(r) => r,
+            Err(e) => Err(Error::new(
+                ErrorKind::Other,
+                backend,
+                op,
+                target,
+                format!("blocking task failed: {e}"),
+            )),
+        }
+    }
+}
+
+fn backend_name(cloud: &str) -> String {
+    format!("sqlite({cloud})")
+}
+
+/// Lock the connection; a poisoned lock (a panic mid-call) is recovered, rolling back any
+/// transaction the panicking call left open.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => {
+            let g = poisoned.into_inner();
+            if !g.is_autocommit() {
+                let _ = g.execute_batch("ROLLBACK");
+            }
+            g
+        }
+    }
+}
+
+fn map_err(backend: &str, op: &'static str, target: &str, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::new(
+            ErrorKind::Unavailable,
+            backend,
+            op,
+            target,
+            format!("database busy: {e}"),
+        )
+        .with_provider_code("SQLITE_BUSY"),
+        _ => Error::new(ErrorKind::Other, backend, op, target, e.to_string()),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The smallest string greater than every string that starts with `prefix`, or `None` if there
+/// is none (empty prefix). SQLite's BINARY collation compares UTF-8 bytes, whose order is code
+/// point order, so incrementing the last incrementable character gives the exclusive bound.
+fn prefix_upper(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+        // `last` was char::MAX: drop it and increment the character before.
+    }
+    None
+}
+
+/// `(sql condition on column `col`, bound values)` for an exact prefix match.
+fn prefix_clause(col: &str, prefix: &str) -> (String, Vec<String>) {
+    match prefix_upper(prefix) {
+        Some(upper) => (
+            format!("{col} >= ?1 AND {col} < ?2"),
+            vec![prefix.to_string(), upper],
+        ),
+        None => (format!("{col} >= ?1"), vec![prefix.to_string()]),
+    }
+}
+
+fn read_invoked(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<BTreeSet<String>> {
+    let mut stmt = tx.prepare_cached("SELECT name FROM invoked WHERE key = ?1")?;
+    let rows = stmt.query_map(params![key], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+fn read_item(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<StoredItem>> {
+    let value: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT value FROM items WHERE key = ?1")?
+        .query_row(params![key], |r| r.get(0))
+        .optional()?;
+    match value {
+        Some(value) => Ok(Some(StoredItem {
+            value,
+            invoked: read_invoked(tx, key)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl CoordStore for SqliteCoordStore {
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities {
+            item_limit: self.item_limit,
+            atomic_join: true,
+            consistent_read: true,
+        }
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<Created> {
+        self.check_size("create", key, value.len())?;
+        let k = key.to_string();
+        self.run("create", key, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO items (key, value, created_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![k, value.as_ref(), now_ms()])?;
+            let out = if inserted == 1 {
+                Created::New
+            } else {
+                match read_item(&tx, &k)? {
+                    Some(item) => Created::Existing(item),
+                    // Not reachable inside one transaction; fail rather than lie.
+                    None => return Err(rusqlite::Error::QueryReturnedNoRows),
+                }
+            };
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<StoredItem>> {
+        let k = key.to_string();
+        self.run("get", key, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let item = read_item(&tx, &k)?;
+            tx.commit()?;
+            Ok(item)
+        })
+        .await
+    }
+
+    async fn add_invoked(&self, key: &str, names: &[String]) -> Result<BTreeSet<String>> {
+        let k = key.to_string();
+        let names = names.to_vec();
+        let out = self
+            .run("add_invoked", key, move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM items WHERE key = ?1")?
+                    .query_row(params![k], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if !exists {
+                    return Ok(None);
+                }
+                {
+                    let mut ins = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO invoked (key, name) VALUES (?1, ?2)",
+                    )?;
+                    for n in &names {
+                        ins.execute(params![k, n])?;
+                    }
+                }
+                let set = read_invoked(&tx, &k)?;
+                tx.commit()?;
+                Ok(Some(set))
+            })
+            .await?;
+        out.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                &self.inner.backend,
+                "add_invoked",
+                key,
+                "no item at this key",
+            )
+        })
+    }
+
+    async fn join(
+        &self,
+        key: &str,
+        member: &str,
+        value: Bytes,
+        capacity: u32,
+        complete_at: u32,
+    ) -> Result<JoinState> {
+        self.check_size("join", key, value.len())?;
+        let k = key.to_string();
+        let m = member.to_string();
+        self.run("join", key, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let count: i64 = tx
+                .prepare_cached("SELECT count FROM join_heads WHERE key = ?1")?
+                .query_row(params![k], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let present = tx
+                .prepare_cached("SELECT 1 FROM joins WHERE key = ?1 AND member = ?2")?
+                .query_row(params![k, m], |_| Ok(()))
+                .optional()?
+                .is_some();
+            let added = !present && count < i64::from(capacity);
+            let count = if added {
+                let next = count + 1;
+                tx.prepare_cached(
+                    "INSERT INTO joins (key, member, value, seq) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![k, m, value.as_ref(), next])?;
+                tx.prepare_cached(
+                    "INSERT INTO join_heads (key, count) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET count = excluded.count",
+                )?
+                .execute(params![k, next])?;
+                next
+            } else {
+                count
+            };
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            let mut members = BTreeMap::new();
+            if count >= complete_at {
+                let mut stmt =
+                    tx.prepare_cached("SELECT member, value FROM joins WHERE key = ?1")?;
+                let rows = stmt.query_map(params![k], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?;
+                for row in rows {
+                    let (mem, val) = row?;
+                    members.insert(mem, val);
+                }
+            }
+            tx.commit()?;
+            Ok(JoinState {
+                added,
+                count,
+                members,
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
+        let (cond_items, vals) = prefix_clause("key", prefix);
+        self.run("list", prefix, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let mut out: BTreeMap<String, StoredItem> = BTreeMap::new();
+            {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT key, value FROM items WHERE {cond_items} ORDER BY key"
+                ))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(vals.iter()), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?;
+                for row in rows {
+                    let (key, value) = row?;
+                    out.insert(
+                        key,
+                        StoredItem {
+                            value,
+                            invoked: BTreeSet::new(),
+                        },
+                    );
+                }
+                let mut stmt =
+                    tx.prepare(&format!("SELECT key, name FROM invoked WHERE {cond_items}"))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(vals.iter()), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (key, name) = row?;
+                    if let Some(item) = out.get_mut(&key) {
+                        item.invoked.insert(name);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(out.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let (cond, vals) = prefix_clause("key", prefix);
+        self.run("delete_prefix", prefix, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let p = rusqlite::params_from_iter(vals.iter());
+            let items = tx.execute(&format!("DELETE FROM items WHERE {cond}"), p)?;
+            let p = rusqlite::params_from_iter(vals.iter());
+            tx.execute(&format!("DELETE FROM invoked WHERE {cond}"), p)?;
+            let p = rusqlite::params_from_iter(vals.iter());
+            let heads = tx.execute(&format!("DELETE FROM join_heads WHERE {cond}"), p)?;
+            let p = rusqlite::params_from_iter(vals.iter());
+            tx.execute(&format!("DELETE FROM joins WHERE {cond}"), p)?;
+            tx.commit()?;
+            Ok((items + heads) as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper;
+
+    #[test]
+    fn prefix_upper_bounds() {
+        assert_eq!(prefix_upper(""), None);
+        assert_eq!(prefix_upper("run1/").as_deref(), Some("run10"));
+        assert_eq!(prefix_upper("a_").as_deref(), Some("a`"));
+        assert_eq!(prefix_upper("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+        assert_eq!(prefix_upper("x\u{10FFFF}").as_deref(), Some("y"));
+        assert_eq!(prefix_upper("\u{10FFFF}"), None);
+    }
+}

@@ -1,0 +1,861 @@
+//! The Backend-Shim runtime: drives the protocol state machine of `joint-core` against the
+//! traits. It is embeddable: [`Runtime::handle`] takes the raw event bytes a FaaS platform
+//! delivered and does everything — the Lambda and FC adapters are thin wrappers around it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use joint_core::envelope::{
+    BlobRef, DEFAULT_MAX_ENVELOPE, ENVELOPE_VERSION, Envelope, Input, OutputRecord, RunRecord,
+};
+use joint_core::machine::{self, Action, Answer, FnError, Machine, Outcome, Ref};
+use joint_core::naming;
+use joint_core::subgraph::SubGraph;
+use joint_core::workflow::Workflow;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::cloud::Clouds;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handler::{Context, Handlers};
+use crate::invoke::{InvokeConfig, Invoker};
+use crate::layers::{Chaos, LatencyProfile};
+use crate::observe::{ObsEvent, Observer};
+use crate::traits::Created;
+
+/// What to do when a run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GcPolicy {
+    /// The instance that ends the run deletes the run's prefix on every cloud.
+    #[default]
+    Immediate,
+    /// Queue it; the host calls [`Runtime::run_deferred_gc`] when it is quiet.
+    Deferred,
+    /// Keep everything (debugging); `joint gc` deletes it later.
+    Never,
+}
+
+/// Runtime settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Largest event accepted.
+    pub max_envelope: usize,
+    /// Successors invoked concurrently by one instance.
+    pub invoke_concurrency: usize,
+    /// Inputs fetched concurrently by one instance.
+    pub fetch_concurrency: usize,
+    /// Protocol settings (group size, join inline limit …); cloud limits are filled per call.
+    pub machine: machine::Config,
+    /// Invocation stack.
+    pub invoke: InvokeConfig,
+    /// GC at the end of a run.
+    pub gc: GcPolicy,
+    /// Crash injection (the other faults live in the backends).
+    pub chaos: Chaos,
+    /// Emulated invocation latency per cloud pair.
+    pub latency: LatencyProfile,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_envelope: DEFAULT_MAX_ENVELOPE,
+            invoke_concurrency: 32,
+            fetch_concurrency: 32,
+            machine: machine::Config::default(),
+            invoke: InvokeConfig::default(),
+            gc: GcPolicy::Immediate,
+            chaos: Chaos::default(),
+            latency: LatencyProfile::default(),
+        }
+    }
+}
+
+struct Inner {
+    workflow: Arc<Workflow>,
+    clouds: Clouds,
+    handlers: Handlers,
+    invoker: Invoker,
+    cfg: RuntimeConfig,
+    observer: Option<Arc<dyn Observer>>,
+    deferred: Mutex<Vec<(String, Vec<String>)>>,
+}
+
+/// The runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workflow", &self.inner.workflow.name)
+            .field("clouds", &self.inner.clouds.names())
+            .finish()
+    }
+}
+
+/// Delivers events to a runtime (implemented by [`Runtime`]); FaaS emulators hold one.
+#[async_trait]
+pub trait Deliver: Send + Sync {
+    /// Handle one delivery of `event` on `cloud`.
+    async fn deliver(&self, cloud: &str, event: Bytes, delivery: u32) -> Result<Outcome>;
+    /// Functions this runtime can execute on `cloud` (placed there or replicated there).
+    fn hosted(&self, cloud: &str) -> Vec<String>;
+}
+
+#[async_trait]
+impl Deliver for Runtime {
+    async fn deliver(&self, cloud: &str, event: Bytes, delivery: u32) -> Result<Outcome> {
+        self.handle(cloud, &event, delivery).await
+    }
+    fn hosted(&self, cloud: &str) -> Vec<String> {
+        self.inner
+            .workflow
+            .functions
+            .values()
+            .filter(|s| s.faas == cloud || s.failover.iter().any(|c| c == cloud))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
+fn action_kind(a: &Action) -> &'static str {
+    match a {
+        Action::ReadCheckpoint { .. } => "read_checkpoint",
+        Action::Fetch { .. } => "fetch",
+        Action::Run { .. } => "run",
+        Action::Spill { .. } => "spill",
+        Action::Commit { .. } => "commit",
+        Action::Join { .. } => "join",
+        Action::Invoke { .. } => "invoke",
+        Action::Record { .. } => "record",
+        Action::Finish { .. } => "finish",
+        Action::Gc { .. } => "gc",
+        Action::Done(_) => "done",
+    }
+}
+
+/// Protocol points where `--chaos crash=P` may stop an execution.
+pub const CRASH_POINTS: &[&str] = &[
+    "read_checkpoint",
+    "fetch",
+    "run",
+    "spill",
+    "commit",
+    "join",
+    "invoke",
+    "record",
+    "finish",
+    "gc",
+];
+
+fn rt_err(kind: ErrorKind, op: &'static str, target: &str, msg: impl Into<String>) -> Error {
+    Error::new(kind, "runtime", op, target, msg)
+}
+
+/// A run's status, rebuilt from the coordination stores.
+#[derive(Debug, Clone)]
+pub struct RunStatus {
+    /// The run record, once the run ended.
+    pub record: Option<RunRecord>,
+    /// Committed instances: (cloud, instance id, ok?, invoked successors).
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// One committed instance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceStatus {
+    /// Cloud whose store holds it.
+    pub cloud: String,
+    /// Instance id.
+    pub instance: String,
+    /// `ok` or `failed`.
+    pub status: &'static str,
+    /// Successors it recorded as invoked.
+    pub invoked: Vec<String>,
+}
+
+impl Runtime {
+    /// A runtime for `workflow` over `clouds`, running user functions from `handlers`.
+    pub fn new(
+        workflow: Arc<Workflow>,
+        clouds: Clouds,
+        handlers: Handlers,
+        cfg: RuntimeConfig,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Self {
+        let invoker = Invoker::new(&clouds, &cfg.invoke);
+        Runtime {
+            inner: Arc::new(Inner {
+                workflow,
+                clouds,
+                handlers,
+                invoker,
+                cfg,
+                observer,
+                deferred: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The workflow.
+    pub fn workflow(&self) -> &Workflow {
+        &self.inner.workflow
+    }
+
+    /// The clouds.
+    pub fn clouds(&self) -> &Clouds {
+        &self.inner.clouds
+    }
+
+    /// The invoker (for breaker inspection).
+    pub fn invoker(&self) -> &Invoker {
+        &self.inner.invoker
+    }
+
+    fn emit(&self, e: ObsEvent) {
+        if let Some(o) = &self.inner.observer {
+            o.event(&e);
+        }
+    }
+
+    /// The cloud holding runs' records.
+    pub fn home(&self) -> Result<&SubGraph> {
+        let w = &self.inner.workflow;
+        w.sub(&w.start).ok_or_else(|| {
+            rt_err(
+                ErrorKind::InvalidInput,
+                "start",
+                &w.start,
+                "the start function has no sub-graph",
+            )
+        })
+    }
+
+    /// The envelope that starts run `run_id` with `input` (inline; see [`Runtime::start`]).
+    pub fn start_envelope(&self, run_id: &str, input: Input) -> Result<Envelope> {
+        let start = self.home()?;
+        let env = Envelope {
+            v: ENVELOPE_VERSION,
+            workflow: self.inner.workflow.name.clone(),
+            workflow_id: run_id.to_string(),
+            function: start.name.clone(),
+            step: 0,
+            branch: vec![],
+            vars: BTreeMap::new(),
+            input,
+            home: start.faas.clone(),
+            def_hash: self.inner.workflow.hash.clone(),
+            trace: None,
+            tag: None,
+        };
+        env.check()
+            .map_err(|e| rt_err(ErrorKind::InvalidInput, "start", run_id, e.to_string()))?;
+        Ok(env)
+    }
+
+    /// Start run `run_id` with `input`: invoke the start function asynchronously on its cloud
+    /// (failing over like any invocation). Large inputs are stored in the home cloud's blob store.
+    /// Starting the same run id twice is harmless: the start instance deduplicates.
+    pub async fn start(&self, run_id: &str, input: Value) -> Result<()> {
+        let start = self.home()?.clone();
+        let cloud = self.inner.clouds.get(&start.faas)?;
+        let bytes = serde_json::to_vec(&input).unwrap_or_default();
+        let limit = cloud.faas.capabilities().async_payload_limit;
+        let input = if (bytes.len() as u64) + machine::ENVELOPE_OVERHEAD <= limit {
+            Input::Inline(input)
+        } else {
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let key = format!("{}/_input.{}", run_id, &sha[..16]);
+            match cloud.blob.put_new(&key, Bytes::from(bytes.clone())).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            Input::Blob {
+                blob: BlobRef {
+                    cloud: start.faas.clone(),
+                    key,
+                    size: bytes.len() as u64,
+                    sha256: sha,
+                },
+                select: None,
+            }
+        };
+        let env = self.start_envelope(run_id, input)?;
+        self.inner
+            .invoker
+            .invoke(
+                &start.name,
+                &start.faas,
+                &start.failover,
+                Bytes::from(env.encode()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+    }
+
+    /// The run record of `run_id` (home cloud first, then every cloud).
+    pub async fn run_record(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let home = self.home()?.faas.clone();
+        find_run_record(&self.inner.clouds, run_id, Some(&home)).await
+    }
+
+    /// The output value of a finished run (reading a spilled result from its blob).
+    pub async fn resolve_output(
+        &self,
+        rec: &RunRecord,
+    ) -> Result<std::result::Result<Value, joint_core::envelope::Failure>> {
+        resolve_output(&self.inner.clouds, rec).await
+    }
+
+    /// Status of a run: its record and every committed instance on every cloud.
+    pub async fn status(&self, run_id: &str) -> Result<RunStatus> {
+        run_status(&self.inner.clouds, run_id).await
+    }
+
+    /// Delete the run's working state; with `record`, also its run record and result blob.
+    pub async fn gc(&self, run_id: &str, record: bool) -> Result<u64> {
+        gc_run(&self.inner.clouds, run_id, record).await
+    }
+
+    /// Perform GC queued under [`GcPolicy::Deferred`].
+    pub async fn run_deferred_gc(&self) -> Result<u64> {
+        let jobs: Vec<_> = std::mem::take(
+            &mut *self
+                .inner
+                .deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let mut n = 0;
+        for (prefix, clouds) in jobs {
+            n += self.gc_prefix(&prefix, &clouds).await?;
+        }
+        Ok(n)
+    }
+
+    async fn gc_prefix(&self, prefix: &str, clouds: &[String]) -> Result<u64> {
+        let mut n = 0;
+        for name in clouds {
+            let c = self.inner.clouds.get(name)?;
+            n += c.coord.delete_prefix(prefix).await?;
+            n += c.blob.delete_prefix(prefix).await?;
+        }
+        Ok(n)
+    }
+
+    fn machine_config(&self, sub: &SubGraph, cloud: &str) -> Result<machine::Config> {
+        let mut cfg = self.inner.cfg.machine.clone();
+        cfg.executing_cloud = cloud.to_string();
+        for c in self.inner.clouds.iter() {
+            let mut limit = c.faas.capabilities().async_payload_limit;
+            if let Some(o) = sub.inline_limit.get(&c.name) {
+                limit = limit.min(*o);
+            }
+            cfg.inline_limits.insert(c.name.clone(), limit);
+        }
+        let own = self.inner.clouds.get(&sub.faas)?;
+        cfg.item_limit = cfg.item_limit.min(own.coord.capabilities().item_limit);
+        Ok(cfg)
+    }
+
+    /// Handle one delivery of `event` on `cloud`. Returns the outcome, or an error after which
+    /// the platform should deliver the event again (nothing committed is lost or doubled).
+    pub async fn handle(&self, cloud: &str, event: &[u8], delivery: u32) -> Result<Outcome> {
+        let env = Envelope::decode(event, self.inner.cfg.max_envelope)
+            .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", cloud, e.to_string()))?;
+        let wf = &self.inner.workflow;
+        if env.def_hash != wf.hash {
+            return Err(rt_err(
+                ErrorKind::InvalidInput,
+                "handle",
+                &env.instance_id(),
+                format!(
+                    "the event was made by workflow version {} but this deployment runs {} of '{}'; deploy the matching version",
+                    short(&env.def_hash),
+                    short(&wf.hash),
+                    wf.name
+                ),
+            ));
+        }
+        let sub = wf.sub(&env.function).ok_or_else(|| {
+            rt_err(
+                ErrorKind::FunctionNotFound,
+                "handle",
+                &env.function,
+                format!("workflow '{}' has no function '{}'", wf.name, env.function),
+            )
+        })?;
+        let cfg = self.machine_config(sub, cloud)?;
+        let run = env.workflow_id.clone();
+        let mut m = Machine::new(sub, env, cfg)
+            .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", &sub.name, e.to_string()))?;
+        let instance = m.instance_id().to_string();
+        let t0 = Instant::now();
+        self.emit(ObsEvent::InstanceStart {
+            run: run.clone(),
+            instance: instance.clone(),
+            function: sub.name.clone(),
+            cloud: cloud.to_string(),
+            delivery,
+            at: SystemTime::now(),
+        });
+        let result = self.drive(&mut m, sub, cloud, &run, delivery).await;
+        let (ran, adopted, error) = match &result {
+            Ok(o) => (o.ran_function, o.adopted, None),
+            Err(e) => (false, false, Some(e.to_string())),
+        };
+        self.emit(ObsEvent::InstanceEnd {
+            run,
+            instance,
+            function: sub.name.clone(),
+            cloud: cloud.to_string(),
+            ran_function: ran,
+            adopted,
+            error,
+            elapsed: t0.elapsed(),
+        });
+        result
+    }
+
+    fn crash_check(&self, run: &str, instance: &str, point: String, delivery: u32) -> Result<()> {
+        let chaos = &self.inner.cfg.chaos;
+        if chaos.fires(
+            chaos.crash,
+            &["crash", instance, &point, &delivery.to_string()],
+        ) {
+            self.emit(ObsEvent::Crash {
+                run: run.to_string(),
+                instance: instance.to_string(),
+                point: point.clone(),
+            });
+            return Err(rt_err(
+                ErrorKind::InjectedCrash,
+                "handle",
+                instance,
+                format!("injected crash at {point}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn drive(
+        &self,
+        m: &mut Machine<'_>,
+        sub: &SubGraph,
+        cloud: &str,
+        run: &str,
+        delivery: u32,
+    ) -> Result<Outcome> {
+        let instance = m.instance_id().to_string();
+        let mut action = m.start();
+        loop {
+            let kind = action_kind(&action);
+            if let Action::Done(outcome) = action {
+                if let Some(msg) = &outcome.incomplete {
+                    return Err(rt_err(
+                        ErrorKind::Unavailable,
+                        "invoke",
+                        &instance,
+                        msg.clone(),
+                    ));
+                }
+                return Ok(outcome);
+            }
+            self.crash_check(run, &instance, format!("before:{kind}"), delivery)?;
+            let start = SystemTime::now();
+            let t = Instant::now();
+            let answer = self.perform(action, m, sub, cloud, run, delivery).await?;
+            self.emit(ObsEvent::Action {
+                run: run.to_string(),
+                instance: instance.clone(),
+                cloud: cloud.to_string(),
+                kind,
+                start,
+                elapsed: t.elapsed(),
+            });
+            self.crash_check(run, &instance, format!("after:{kind}"), delivery)?;
+            action = m
+                .on(answer)
+                .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", &instance, e.to_string()))?;
+        }
+    }
+
+    async fn fetch_blob(&self, b: &BlobRef) -> Result<Bytes> {
+        fetch_blob(&self.inner.clouds, b).await
+    }
+
+    async fn fetch(&self, r: Ref) -> Result<Vec<u8>> {
+        match r {
+            Ref::Blob(b) => Ok(self.fetch_blob(&b).await?.to_vec()),
+            Ref::Item { cloud, key } => {
+                let c = self.inner.clouds.get(&cloud)?;
+                match c.coord.get(&key).await? {
+                    Some(item) => Ok(item.value),
+                    None => Err(rt_err(
+                        ErrorKind::NotFound,
+                        "fetch",
+                        &key,
+                        format!("the input item is not in {cloud}'s store (not committed yet, or collected)"),
+                    )
+                    .with_retryable(true)),
+                }
+            }
+        }
+    }
+
+    async fn run_user(
+        &self,
+        sub: &SubGraph,
+        input: Value,
+        retry: joint_core::subgraph::RetryPolicy,
+        m: &Machine<'_>,
+        cloud: &str,
+    ) -> Result<std::result::Result<Value, FnError>> {
+        let handler = self.inner.handlers.resolve(sub)?;
+        let env = m.envelope();
+        let mut backoff = Duration::from_millis(retry.backoff_ms);
+        let attempts = retry.max_attempts.max(1);
+        let mut last = None;
+        for attempt in 1..=attempts {
+            let ctx = Context {
+                workflow_id: env.workflow_id.clone(),
+                instance: m.instance_id().to_string(),
+                function: sub.name.clone(),
+                cloud: cloud.to_string(),
+                attempt,
+                vars: env.vars.clone(),
+            };
+            match handler.call(input.clone(), &ctx).await {
+                Ok(v) => return Ok(Ok(v)),
+                Err(e) => {
+                    last = Some(e);
+                    if attempt < attempts {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
+            }
+        }
+        Ok(Err(last.unwrap_or(FnError {
+            kind: "HandlerError".into(),
+            message: "no attempt ran".into(),
+        })))
+    }
+
+    async fn perform(
+        &self,
+        action: Action,
+        m: &Machine<'_>,
+        sub: &SubGraph,
+        cloud: &str,
+        run: &str,
+        _delivery: u32,
+    ) -> Result<Answer> {
+        let clouds = &self.inner.clouds;
+        Ok(match action {
+            Action::ReadCheckpoint { cloud: c, key } => {
+                Answer::Checkpoint(clouds.get(&c)?.coord.get(&key).await?)
+            }
+            Action::Fetch { refs } => {
+                let n = self.inner.cfg.fetch_concurrency.max(1);
+                let got: Vec<Result<Vec<u8>>> =
+                    stream::iter(refs.into_iter().map(|r| self.fetch(r)))
+                        .buffered(n)
+                        .collect()
+                        .await;
+                Answer::Fetched(got.into_iter().collect::<Result<_>>()?)
+            }
+            Action::Run { input, retry } => {
+                Answer::Ran(self.run_user(sub, input, retry, m, cloud).await?)
+            }
+            Action::Spill { blob, bytes } => {
+                let c = clouds.get(&blob.cloud)?;
+                match c.blob.put_new(&blob.key, Bytes::from(bytes)).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+                Answer::Spilled
+            }
+            Action::Commit {
+                cloud: c,
+                key,
+                record,
+            } => match clouds
+                .get(&c)?
+                .coord
+                .create(&key, Bytes::from(record))
+                .await?
+            {
+                Created::New => Answer::Committed(None),
+                Created::Existing(item) => Answer::Committed(Some(item)),
+            },
+            Action::Join {
+                cloud: c,
+                key,
+                member,
+                value,
+                capacity,
+                complete_at,
+            } => Answer::Joined(
+                clouds
+                    .get(&c)?
+                    .coord
+                    .join(&key, &member, Bytes::from(value), capacity, complete_at)
+                    .await?,
+            ),
+            Action::Invoke { calls } => {
+                let n = self.inner.cfg.invoke_concurrency.max(1);
+                let results: Vec<std::result::Result<String, String>> = stream::iter(
+                    calls
+                        .into_iter()
+                        .map(|call| self.invoke_call(call, cloud, run)),
+                )
+                .buffered(n)
+                .collect()
+                .await;
+                Answer::Invoked(results)
+            }
+            Action::Record {
+                cloud: c,
+                key,
+                names,
+            } => {
+                match clouds.get(&c)?.coord.add_invoked(&key, &names).await {
+                    Ok(_) => {}
+                    // The run ended and was collected meanwhile: nothing left to record.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                Answer::Recorded
+            }
+            Action::Finish {
+                cloud: c,
+                key,
+                record,
+                ok,
+            } => {
+                if let Created::New = clouds
+                    .get(&c)?
+                    .coord
+                    .create(&key, Bytes::from(record))
+                    .await?
+                {
+                    self.emit(ObsEvent::RunFinished {
+                        run: run.to_string(),
+                        ok,
+                    });
+                }
+                Answer::Finished
+            }
+            Action::Gc { prefix, clouds: cs } => {
+                match self.inner.cfg.gc {
+                    GcPolicy::Immediate => {
+                        self.gc_prefix(&prefix, &cs).await?;
+                    }
+                    GcPolicy::Deferred => self
+                        .inner
+                        .deferred
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((prefix, cs)),
+                    GcPolicy::Never => {}
+                }
+                Answer::GcDone
+            }
+            Action::Done(_) => {
+                return Err(rt_err(
+                    ErrorKind::Other,
+                    "handle",
+                    m.instance_id(),
+                    "Done is not an action to perform",
+                ));
+            }
+        })
+    }
+
+    async fn invoke_call(
+        &self,
+        call: machine::Call,
+        from: &str,
+        run: &str,
+    ) -> std::result::Result<String, String> {
+        let delay = self.inner.cfg.latency.invoke(from, &call.cloud);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let payload = Bytes::from(call.envelope.encode());
+        match self
+            .inner
+            .invoker
+            .invoke(&call.function, &call.cloud, &call.failover, payload)
+            .await
+        {
+            Ok(report) => {
+                let mut prev = call.cloud.clone();
+                for (c, e) in &report.failed_over {
+                    let next = call
+                        .failover
+                        .iter()
+                        .skip_while(|f| *f != c)
+                        .nth(1)
+                        .cloned()
+                        .unwrap_or_else(|| report.cloud.clone());
+                    self.emit(ObsEvent::Failover {
+                        run: run.to_string(),
+                        function: call.function.clone(),
+                        from: c.clone(),
+                        to: if *c == call.cloud && !call.failover.is_empty() {
+                            call.failover[0].clone()
+                        } else {
+                            next
+                        },
+                        error: e.to_string(),
+                    });
+                    prev = c.clone();
+                }
+                let _ = prev;
+                Ok(report.cloud)
+            }
+            Err((e, tried)) => Err(format!(
+                "{e} (tried {})",
+                tried
+                    .iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+fn short(h: &str) -> &str {
+    &h[..12.min(h.len())]
+}
+
+/// Read a blob and check it against its reference.
+pub async fn fetch_blob(clouds: &Clouds, b: &BlobRef) -> Result<Bytes> {
+    let c = clouds.get(&b.cloud)?;
+    let bytes = c.blob.get(&b.key).await?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if sha != b.sha256 {
+        return Err(rt_err(
+            ErrorKind::InvalidInput,
+            "fetch",
+            &b.key,
+            format!(
+                "blob content does not match its reference (sha256 {} != {})",
+                short(&sha),
+                short(&b.sha256)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Find the run record of `run_id`, trying `prefer` first, then every cloud.
+pub async fn find_run_record(
+    clouds: &Clouds,
+    run_id: &str,
+    prefer: Option<&str>,
+) -> Result<Option<RunRecord>> {
+    let key = naming::run_key(run_id);
+    let mut order: Vec<String> = prefer.map(|p| vec![p.to_string()]).unwrap_or_default();
+    order.extend(
+        clouds
+            .names()
+            .into_iter()
+            .filter(|c| Some(c.as_str()) != prefer),
+    );
+    for c in order {
+        let Ok(cloud) = clouds.get(&c) else {
+            continue;
+        };
+        if let Some(item) = cloud.coord.get(&key).await? {
+            let rec: RunRecord = serde_json::from_slice(&item.value).map_err(|e| {
+                rt_err(
+                    ErrorKind::InvalidInput,
+                    "run_record",
+                    &key,
+                    format!("not a run record: {e}"),
+                )
+            })?;
+            return Ok(Some(rec));
+        }
+    }
+    Ok(None)
+}
+
+/// The output value of a finished run.
+pub async fn resolve_output(
+    clouds: &Clouds,
+    rec: &RunRecord,
+) -> Result<std::result::Result<Value, joint_core::envelope::Failure>> {
+    match &rec.result {
+        OutputRecord::Err(f) => Ok(Err(f.clone())),
+        OutputRecord::Ok(joint_core::envelope::Payload::Inline(v)) => Ok(Ok(v.clone())),
+        OutputRecord::Ok(joint_core::envelope::Payload::Blob(b)) => {
+            let bytes = fetch_blob(clouds, b).await?;
+            let v = serde_json::from_slice(&bytes).map_err(|e| {
+                rt_err(
+                    ErrorKind::InvalidInput,
+                    "resolve_output",
+                    &b.key,
+                    e.to_string(),
+                )
+            })?;
+            Ok(Ok(v))
+        }
+    }
+}
+
+/// A run's record and committed instances, rebuilt from every cloud's coordination store.
+pub async fn run_status(clouds: &Clouds, run_id: &str) -> Result<RunStatus> {
+    let record = find_run_record(clouds, run_id, None).await?;
+    let mut instances = Vec::new();
+    for c in clouds.iter() {
+        for (key, item) in c.coord.list(&naming::run_prefix(run_id)).await? {
+            let ok = matches!(
+                serde_json::from_slice::<OutputRecord>(&item.value),
+                Ok(OutputRecord::Ok(_))
+            );
+            instances.push(InstanceStatus {
+                cloud: c.name.clone(),
+                instance: key,
+                status: if ok { "ok" } else { "failed" },
+                invoked: item.invoked.into_iter().collect(),
+            });
+        }
+    }
+    Ok(RunStatus { record, instances })
+}
+
+/// Delete `{run}/` on every cloud's stores; with `record`, also the run record and result blob.
+pub async fn gc_run(clouds: &Clouds, run_id: &str, record: bool) -> Result<u64> {
+    let mut n = 0;
+    let prefix = naming::run_prefix(run_id);
+    for c in clouds.iter() {
+        n += c.coord.delete_prefix(&prefix).await?;
+        n += c.blob.delete_prefix(&prefix).await?;
+        if record {
+            n += c
+                .coord
+                .delete_prefix(&naming::run_record_prefix(run_id))
+                .await?;
+            n += c
+                .blob
+                .delete_prefix(&naming::run_record_prefix(run_id))
+                .await?;
+        }
+    }
+    Ok(n)
+}

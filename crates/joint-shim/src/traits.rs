@@ -1,0 +1,200 @@
+//! The Backend-Shim contract: three small dyn-compatible traits.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use joint_core::machine::{JoinState, StoredItem};
+
+use crate::caps::{BlobCapabilities, FaasCapabilities, StoreCapabilities};
+use crate::error::Result;
+
+/// Invoking functions on one cloud.
+#[async_trait]
+pub trait Faas: Send + Sync + Debug {
+    /// What this backend can do.
+    fn capabilities(&self) -> FaasCapabilities;
+
+    /// Queue an asynchronous invocation of `function` with `payload`.
+    ///
+    /// Behavior:
+    /// - Returns once the platform accepted the event; the function runs later, at least once
+    ///   (the platform may deliver it again).
+    /// - A payload over `capabilities().async_payload_limit` fails with `PayloadTooLarge`
+    ///   before anything is sent.
+    /// - An unknown function fails with `FunctionNotFound`; throttling with `Throttled`
+    ///   (retryable); an unreachable platform with `Unavailable` (retryable, failover-worthy).
+    async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<()>;
+
+    /// Invoke `function` and wait for its result.
+    ///
+    /// Behavior:
+    /// - Returns the function's response bytes.
+    /// - A function that returned an error fails with `FunctionError`, the message carrying the
+    ///   function's error type and message.
+    /// - Errors otherwise as `invoke_async`.
+    async fn invoke_sync(&self, function: &str, payload: Bytes) -> Result<Bytes>;
+}
+
+/// A blob store.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// What this backend can do.
+    fn capabilities(&self) -> BlobCapabilities;
+
+    /// Create-only put.
+    ///
+    /// Behavior:
+    /// - Writes `bytes` at `key` if nothing is there, atomically: a reader sees the whole blob or
+    ///   nothing.
+    /// - If `key` exists, fails with `AlreadyExists` and leaves the existing blob unchanged.
+    async fn put_new(&self, key: &str, bytes: Bytes) -> Result<()>;
+
+    /// Read a blob.
+    ///
+    /// Behavior:
+    /// - Returns the bytes; a missing key fails with `NotFound`.
+    /// - Read-after-create is consistent.
+    async fn get(&self, key: &str) -> Result<Bytes>;
+
+    /// Delete every blob whose key starts with `prefix`.
+    ///
+    /// Behavior:
+    /// - Returns how many were deleted; deleting nothing is not an error.
+    /// - Blobs outside the prefix are untouched (`run1/` does not delete `run10/x`).
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
+}
+
+/// What `CoordStore::create` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// This call created the item.
+    New,
+    /// The item existed; here it is, unchanged.
+    Existing(StoredItem),
+}
+
+/// The coordination store: checkpoints, invocation records, joins.
+#[async_trait]
+pub trait CoordStore: Send + Sync + Debug {
+    /// What this backend can do.
+    fn capabilities(&self) -> StoreCapabilities;
+
+    /// Create-if-absent of an item with `value` and an empty invoked set.
+    ///
+    /// Behavior:
+    /// - Exactly one of any number of concurrent calls for one key returns `Created::New`.
+    /// - Every other call returns `Created::Existing` with the stored item (value and invoked
+    ///   set), in the same round trip.
+    /// - A value over `capabilities().item_limit` fails with `PayloadTooLarge`.
+    async fn create(&self, key: &str, value: Bytes) -> Result<Created>;
+
+    /// Strongly consistent read.
+    ///
+    /// Behavior:
+    /// - Returns the item, or `None` if it does not exist (not an error).
+    /// - Sees every write that completed before the call.
+    async fn get(&self, key: &str) -> Result<Option<StoredItem>>;
+
+    /// Add `names` to the item's invoked set and return the whole set.
+    ///
+    /// Behavior:
+    /// - Atomic; adding a name twice keeps one copy.
+    /// - A missing item fails with `NotFound` (the set lives in the output item).
+    async fn add_invoked(&self, key: &str, names: &[String]) -> Result<BTreeSet<String>>;
+
+    /// Atomically add `member` with `value` to the join at `key` (created on first use) and
+    /// return the join state.
+    ///
+    /// Behavior:
+    /// - `added` is true only for the call that put `member` in; a member already present keeps
+    ///   its first value and `added` is false.
+    /// - A join holding `capacity` members accepts no new member (`added` false).
+    /// - `count` is the number of members after the call. When `count >= complete_at`, `members`
+    ///   holds every member and value (a store may always return them).
+    /// - Of concurrent calls, exactly one sees `added && count == complete_at`.
+    async fn join(
+        &self,
+        key: &str,
+        member: &str,
+        value: Bytes,
+        capacity: u32,
+        complete_at: u32,
+    ) -> Result<JoinState>;
+
+    /// List the output items whose key starts with `prefix` (joins excluded), sorted by key.
+    ///
+    /// Behavior:
+    /// - Returns (key, item) pairs; consistent with completed writes.
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>>;
+
+    /// Delete every item (outputs and joins) whose key starts with `prefix`.
+    ///
+    /// Behavior:
+    /// - Returns how many were deleted; deleting nothing is not an error.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
+}
+
+#[async_trait]
+impl<T: Faas + ?Sized> Faas for std::sync::Arc<T> {
+    fn capabilities(&self) -> FaasCapabilities {
+        (**self).capabilities()
+    }
+    async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<()> {
+        (**self).invoke_async(function, payload).await
+    }
+    async fn invoke_sync(&self, function: &str, payload: Bytes) -> Result<Bytes> {
+        (**self).invoke_sync(function, payload).await
+    }
+}
+
+#[async_trait]
+impl<T: BlobStore + ?Sized> BlobStore for std::sync::Arc<T> {
+    fn capabilities(&self) -> BlobCapabilities {
+        (**self).capabilities()
+    }
+    async fn put_new(&self, key: &str, bytes: Bytes) -> Result<()> {
+        (**self).put_new(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        (**self).get(key).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        (**self).delete_prefix(prefix).await
+    }
+}
+
+#[async_trait]
+impl<T: CoordStore + ?Sized> CoordStore for std::sync::Arc<T> {
+    fn capabilities(&self) -> StoreCapabilities {
+        (**self).capabilities()
+    }
+    async fn create(&self, key: &str, value: Bytes) -> Result<Created> {
+        (**self).create(key, value).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<StoredItem>> {
+        (**self).get(key).await
+    }
+    async fn add_invoked(&self, key: &str, names: &[String]) -> Result<BTreeSet<String>> {
+        (**self).add_invoked(key, names).await
+    }
+    async fn join(
+        &self,
+        key: &str,
+        member: &str,
+        value: Bytes,
+        capacity: u32,
+        complete_at: u32,
+    ) -> Result<JoinState> {
+        (**self)
+            .join(key, member, value, capacity, complete_at)
+            .await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
+        (**self).list(prefix).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        (**self).delete_prefix(prefix).await
+    }
+}
