@@ -3,6 +3,7 @@
 mod bench;
 mod load;
 mod progress;
+mod serve;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,6 +69,8 @@ enum Cmd {
     },
     /// Benchmarks that print tables.
     Bench(bench::BenchArgs),
+    /// Serve local clouds over HTTP with provider-compatible endpoints.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
                 all,
             } => gc(&run_id, &state_dir, all).await,
             Cmd::Bench(args) => bench::bench(args).await,
+            Cmd::Serve(args) => serve::run(args).await,
         }
     })
 }

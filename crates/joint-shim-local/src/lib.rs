@@ -6,6 +6,7 @@
 pub mod faas;
 pub mod fs;
 pub mod runner;
+pub mod serve;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
