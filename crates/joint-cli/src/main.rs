@@ -1,6 +1,7 @@
 //! `joint`: run, validate, compile and inspect serverless workflows across clouds.
 
 mod bench;
+mod deploy;
 mod load;
 mod progress;
 mod serve;
@@ -95,6 +96,12 @@ struct RunArgs {
     /// Keep the run's working state (no GC) for inspection with `joint status`.
     #[arg(long)]
     keep: bool,
+    /// Deployment config naming the backend of each cloud (clouds it omits are local).
+    #[arg(long)]
+    clouds: Option<PathBuf>,
+    /// Give up waiting for the result after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,
@@ -243,6 +250,22 @@ async fn run(a: RunArgs) -> ExitCode {
             Err(e) => return fail(format!("--latency {}: {e}", p.display())),
         },
     };
+    let mut remote = Vec::new();
+    if let Some(p) = &a.clouds {
+        let cfg = match deploy::load(p) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        for (name, c) in &cfg.clouds {
+            if c.backend == "local" {
+                continue;
+            }
+            match deploy::build_remote(name, c).await {
+                Ok(cloud) => remote.push(cloud),
+                Err(e) => return fail(e),
+            }
+        }
+    }
     let show_progress = !a.json && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(progress::Progress::new(&workflow.name)));
     let opts = RunOptions {
@@ -252,6 +275,8 @@ async fn run(a: RunArgs) -> ExitCode {
         chaos,
         latency,
         keep: a.keep,
+        remote,
+        timeout: Some(std::time::Duration::from_secs(a.timeout)),
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),
         ..RunOptions::default()
     };

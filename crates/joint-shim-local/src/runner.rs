@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub keep: bool,
     /// Give up waiting after this long (default 10 minutes).
     pub timeout: Option<Duration>,
+    /// Clouds served by other backends (AWS, Aliyun, `joint serve`); every other cloud of the
+    /// workflow is local.
+    pub remote: Vec<joint_shim::Cloud>,
 }
 
 /// What a run did.
@@ -146,8 +149,15 @@ pub fn deploy(
     if opts.chaos.crash > 0.0 || opts.chaos.drop > 0.0 || opts.chaos.throttle > 0.0 {
         faas.max_deliveries = faas.max_deliveries.max(100);
     }
+    let remote: BTreeSet<&str> = opts.remote.iter().map(|c| c.name.as_str()).collect();
     let mut b = LocalCloudsBuilder::new()
-        .clouds(workflow.clouds.iter().cloned())
+        .clouds(
+            workflow
+                .clouds
+                .iter()
+                .filter(|c| !remote.contains(c.as_str()))
+                .cloned(),
+        )
         .faas_config(faas)
         .latency(opts.latency.clone())
         .chaos(opts.chaos);
@@ -167,7 +177,11 @@ pub fn deploy(
         cfg.invoke.retry.max_retries = cfg.invoke.retry.max_retries.max(20);
         cfg.invoke.breaker.failure_threshold = u32::MAX;
     }
-    let runtime = Runtime::new(workflow, clouds.clouds.clone(), handlers, cfg, observer);
+    let mut all = clouds.clouds.clone();
+    for c in &opts.remote {
+        all.insert(c.clone());
+    }
+    let runtime = Runtime::new(workflow, all, handlers, cfg, observer);
     clouds.attach(Arc::new(runtime.clone()) as Arc<dyn Deliver>);
     Ok(LocalDeployment { clouds, runtime })
 }
@@ -228,7 +242,8 @@ pub async fn run_local(
             makespan = t0.elapsed();
             break;
         }
-        let stalled = dep.clouds.faas.values().all(|f| f.inflight() == 0);
+        // With remote clouds, work may be going on elsewhere: only the timeout ends the wait.
+        let stalled = opts.remote.is_empty() && dep.clouds.faas.values().all(|f| f.inflight() == 0);
         if stalled {
             // Everything drained without a run record: find out why.
             if rt.run_record(&run_id).await?.is_some() {

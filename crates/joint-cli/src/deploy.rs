@@ -1,0 +1,91 @@
+//! Deployment config: which backend serves each cloud name of a workflow.
+//!
+//! ```yaml
+//! clouds:
+//!   local-a: { backend: local }
+//!   aws:     { backend: aws, region: us-east-1, endpoint_url: "http://127.0.0.1:4566", table: joint, bucket: joint }
+//!   aliyun:  { backend: aliyun, region: cn-hangzhou, ... }
+//! ```
+//! Every key besides `backend` is a backend setting; a bad key is an error naming it. Clouds of a
+//! workflow that the file does not name are local clouds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use joint_shim::Cloud;
+use serde::Deserialize;
+
+/// The file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Cloud name → settings.
+    #[serde(default)]
+    pub clouds: BTreeMap<String, CloudConfig>,
+}
+
+/// One cloud's settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CloudConfig {
+    /// `local`, `aws` or `aliyun`.
+    pub backend: String,
+    /// Backend settings.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+impl CloudConfig {
+    /// Settings as strings (numbers and booleans are written as text).
+    pub fn strings(&self) -> BTreeMap<String, String> {
+        self.settings
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), s)
+            })
+            .collect()
+    }
+}
+
+/// Read a deployment config (YAML or JSON).
+pub fn load(path: &Path) -> Result<DeployConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let cfg: DeployConfig = if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| {
+            let loc = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            format!("{}{loc}: {e}", path.display())
+        })?
+    };
+    for (name, c) in &cfg.clouds {
+        if !matches!(c.backend.as_str(), "local" | "aws" | "aliyun") {
+            return Err(format!(
+                "{}: cloud '{name}': unknown backend '{}' (known: local, aws, aliyun)",
+                path.display(),
+                c.backend
+            ));
+        }
+    }
+    Ok(cfg)
+}
+
+/// Build a non-local cloud from its config. Local clouds are built by the runner.
+pub async fn build_remote(name: &str, c: &CloudConfig) -> Result<Cloud, String> {
+    let settings = c.strings();
+    match c.backend.as_str() {
+        "local" => Err(format!("cloud '{name}' is local; the runner builds it")),
+        other => Err(format!(
+            "cloud '{name}': backend '{other}' is not available in this build (settings: {})",
+            settings.keys().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
