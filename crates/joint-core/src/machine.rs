@@ -460,6 +460,7 @@ fn into_value(i: Input) -> Value {
 }
 
 struct GuardScope<'s> {
+    counters: Vec<&'s str>,
     output: &'s Value,
     cloud: &'s str,
     step: u32,
@@ -474,7 +475,12 @@ impl Scope for GuardScope<'_> {
             "FaaS" | "cloud" => Some(Value::String(self.cloud.to_string())),
             "step" => Some(Value::from(self.step)),
             "branch" => Some(self.branch.clone()),
-            v => self.vars.get(v).map(|x| Value::from(*x)),
+            v => match self.vars.get(v) {
+                Some(x) => Some(Value::from(*x)),
+                // A cycle's counter starts at 0 before its first increment.
+                None if self.counters.contains(&v) => Some(Value::from(0)),
+                None => None,
+            },
         }
     }
 }
@@ -916,6 +922,12 @@ impl<'a> Machine<'a> {
 
     fn choose(&self, v: &Value) -> Result<Option<&'a NextEntry>, Failure> {
         let scope = GuardScope {
+            counters: self
+                .sub
+                .next
+                .iter()
+                .filter_map(NextEntry::counter)
+                .collect(),
             output: v,
             cloud: &self.cfg.executing_cloud,
             step: self.env.step,
@@ -1223,12 +1235,19 @@ impl<'a> Machine<'a> {
                 }
                 members.sort_by_key(|(i, _)| *i);
                 members.truncate(threshold as usize);
-                let step = members
-                    .iter()
-                    .map(|(_, m)| m.step)
-                    .max()
-                    .unwrap_or(self.env.step)
-                    + 1;
+                let top = self.env.branch.last().map(|f| f.fork_step).unwrap_or(0);
+                let step = if threshold < top_size(&self.env.branch) {
+                    // k of n: which branches finished first varies, so the step must not
+                    // depend on them (ADR 0002).
+                    top + 1
+                } else {
+                    members
+                        .iter()
+                        .map(|(_, m)| m.step)
+                        .max()
+                        .unwrap_or(self.env.step)
+                        + 1
+                };
                 let parent = naming::pop_and_merge(std::slice::from_ref(&self.env.branch))
                     .map_err(ProtocolError)?;
                 let record_as = naming::instance_name(&e.name, step, &parent);
@@ -1424,6 +1443,10 @@ impl<'a> Machine<'a> {
             ok,
         }
     }
+}
+
+fn top_size(stack: &[Frame]) -> u32 {
+    stack.last().map(|f| f.size).unwrap_or(1)
 }
 
 enum KeyFor {

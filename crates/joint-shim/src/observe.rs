@@ -56,6 +56,15 @@ pub enum ObsEvent {
         /// Duration of the execution.
         elapsed: Duration,
     },
+    /// An output commit finished: `won` is true for the execution whose create made the item.
+    Committed {
+        /// Run id.
+        run: String,
+        /// Instance id.
+        instance: String,
+        /// This execution created the item (false: it adopted an existing one).
+        won: bool,
+    },
     /// A fault was injected.
     Crash {
         /// Run id.

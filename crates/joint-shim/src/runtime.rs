@@ -590,15 +590,22 @@ impl Runtime {
                 cloud: c,
                 key,
                 record,
-            } => match clouds
-                .get(&c)?
-                .coord
-                .create(&key, Bytes::from(record))
-                .await?
-            {
-                Created::New => Answer::Committed(None),
-                Created::Existing(item) => Answer::Committed(Some(item)),
-            },
+            } => {
+                let created = clouds
+                    .get(&c)?
+                    .coord
+                    .create(&key, Bytes::from(record))
+                    .await?;
+                self.emit(ObsEvent::Committed {
+                    run: run.to_string(),
+                    instance: key,
+                    won: matches!(created, Created::New),
+                });
+                match created {
+                    Created::New => Answer::Committed(None),
+                    Created::Existing(item) => Answer::Committed(Some(item)),
+                }
+            }
             Action::Join {
                 cloud: c,
                 key,
