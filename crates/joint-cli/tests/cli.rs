@@ -1,0 +1,233 @@
+//! The `joint` binary, run as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn joint() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_joint"))
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn ex(name: &str) -> String {
+    examples().join(name).to_string_lossy().to_string()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run_json(def: &str, input: &str, extra: &[&str], state: &Path) -> (Value, Output) {
+    let o = joint()
+        .args(["run", def, "--json", "--input", input, "--state-dir"])
+        .arg(state)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "--json prints exactly one JSON object: {}", text(&o));
+    let v: Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    (v, o)
+}
+
+#[test]
+fn every_example_validates() {
+    for f in std::fs::read_dir(examples()).unwrap() {
+        let p = f.unwrap().path();
+        let o = joint().arg("validate").arg(&p).output().unwrap();
+        assert!(o.status.success(), "{}: {}", p.display(), text(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok: workflow"));
+    }
+}
+
+#[test]
+fn examples_run_to_their_documented_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, Value)] = &[
+        ("chain.yaml", "3", json!(6)),
+        ("parallel.yaml", "3", json!(13)),
+        ("choice.yaml", "5", json!(6)),
+        ("choice.yaml", "50", json!(2500)),
+        ("map.yaml", r#"{"n": 4}"#, json!(14)),
+        ("by_redundant.yaml", "1", json!([2])),
+        ("commands.yaml", "3", json!({"value": 6, "even": true})),
+        ("paper-subgraphs.json", "3", json!(13)),
+    ];
+    for (def, input, want) in cases {
+        let (v, o) = run_json(&ex(def), input, &[], dir.path());
+        assert_eq!(v["status"], "succeeded", "{def}: {}", text(&o));
+        assert_eq!(&v["output"], want, "{def} with {input}");
+        for k in ["run_id", "makespan_ms", "instances", "ops"] {
+            assert!(v.get(k).is_some(), "{def}: key {k} missing in {v}");
+        }
+        for k in ["reads", "writes", "invokes", "blob_puts", "blob_gets"] {
+            assert!(v["ops"][k].is_u64(), "{def}: ops.{k} missing in {v}");
+        }
+    }
+    let (v, _) = run_json(&ex("cycle.yaml"), r#"{"i": 0}"#, &[], dir.path());
+    assert_eq!(v["output"]["i"], 5, "{v}");
+}
+
+#[test]
+fn the_same_run_id_returns_the_first_result_without_running_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = run_json(&ex("parallel.yaml"), "3", &["--run-id", "r-1"], dir.path());
+    assert_eq!(a["output"], 13);
+    assert_eq!(a["reused"], false);
+    // A different input: the run id wins, nothing runs.
+    let (b, o) = run_json(&ex("parallel.yaml"), "4", &["--run-id", "r-1"], dir.path());
+    assert_eq!(b["output"], 13, "{}", text(&o));
+    assert_eq!(b["reused"], true);
+    assert_eq!(b["ops"]["invokes"], 0);
+    assert_eq!(b["instances"], 0);
+}
+
+#[test]
+fn chaos_gives_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in 1..4 {
+        let chaos = format!("seed={seed},crash=0.1,dup=0.2,drop=0.1,throttle=0.1");
+        let (v, o) = run_json(&ex("map.yaml"), r#"{"n": 6}"#, &["--chaos", &chaos], dir.path());
+        assert_eq!(v["output"], 55, "{}", text(&o));
+    }
+}
+
+#[test]
+fn a_failing_function_fails_the_run_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("f.yaml");
+    std::fs::write(
+        &def,
+        "workflow: f\nfunctions:\n  - {name: a, handler: inc, next: [{to: b}]}\n  - {name: b, handler: fail}\n",
+    )
+    .unwrap();
+    let o = joint()
+        .args(["run"])
+        .arg(&def)
+        .args(["--input", "1", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("FAILED"), "{}", text(&o));
+    assert!(out.contains("function 'b'"), "{}", text(&o));
+    assert!(out.contains("fail was asked to fail"), "{}", text(&o));
+}
+
+#[test]
+fn bad_definitions_are_refused_with_the_place_of_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("bad.yaml");
+    std::fs::write(
+        &def,
+        "workflow: bad\nfunctions:\n  - name: a\n    handler: inc\n    next: [{to: bee}]\n  - name: b\n    handler: inc\n",
+    )
+    .unwrap();
+    for cmd in ["validate", "run", "compile"] {
+        let o = joint().arg(cmd).arg(&def).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("unknown function 'bee'"), "{cmd}: {}", text(&o));
+        assert!(err.contains("at 5:"), "line of the edge: {}", text(&o));
+    }
+    let o = joint()
+        .args(["run", &ex("chain.yaml"), "--input", "{oops"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--input is not JSON"), "{}", text(&o));
+    let o = joint()
+        .args(["run", &ex("chain.yaml"), "--chaos", "crash=7"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("between 0 and 1"), "{}", text(&o));
+}
+
+#[test]
+fn compile_writes_subgraphs_that_run_as_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = joint().args(["compile", &ex("parallel.yaml")]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let subs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = subs.as_array().unwrap().iter().find(|s| s["Name"] == "A").unwrap();
+    assert_eq!(a["Start"], true);
+    assert_eq!(a["Next"][0]["InvokeMode"], "Sequence");
+    assert!(a["Next"][0]["FaaS"].is_string());
+    let out = dir.path().join("subgraphs");
+    let o = joint()
+        .args(["compile", &ex("parallel.yaml"), "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("D.json").exists());
+    let (v, o) = run_json(&out.to_string_lossy(), "3", &[], dir.path());
+    assert_eq!(v["output"], 13, "{}", text(&o));
+}
+
+#[test]
+fn status_and_gc_of_a_kept_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = run_json(&ex("parallel.yaml"), "3", &["--run-id", "kept", "--keep"], dir.path());
+    assert_eq!(v["output"], 13);
+    let o = joint()
+        .args(["status", "kept", "--json", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["status"], "succeeded");
+    assert_eq!(s["output"], 13);
+    let names: Vec<&str> = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.contains(&"kept/B_1-bindex-0"));
+    assert!(names.contains(&"kept/D_2"));
+    let o = joint().args(["gc", "kept", "--state-dir"]).arg(dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = joint()
+        .args(["status", "kept", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("succeeded") && out.contains("collected"), "{}", text(&o));
+    let o = joint().args(["status", "nope", "--state-dir"]).arg(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no run 'nope'"));
+}
+
+#[test]
+fn by_batch_starts_one_run_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        let (v, o) = run_json(&ex("by_batch.yaml"), &i.to_string(), &[], dir.path());
+        assert_eq!(v["status"], "succeeded", "{}", text(&o));
+        assert_eq!(v["output"], i + 1);
+    }
+    let o = joint()
+        .args(["status", "by_batch.batch.total.0", "--json", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(s["status"], "succeeded", "{s}");
+    assert_eq!(s["output"], 10, "1+2+3+4");
+}
