@@ -35,7 +35,12 @@ fn run_json(def: &str, input: &str, extra: &[&str], state: &Path) -> (Value, Out
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "--json prints exactly one JSON object: {}", text(&o));
+    assert_eq!(
+        lines.len(),
+        1,
+        "--json prints exactly one JSON object: {}",
+        text(&o)
+    );
     let v: Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     (v, o)
 }
@@ -97,7 +102,12 @@ fn chaos_gives_the_same_output() {
     let dir = tempfile::tempdir().unwrap();
     for seed in 1..4 {
         let chaos = format!("seed={seed},crash=0.1,dup=0.2,drop=0.1,throttle=0.1");
-        let (v, o) = run_json(&ex("map.yaml"), r#"{"n": 6}"#, &["--chaos", &chaos], dir.path());
+        let (v, o) = run_json(
+            &ex("map.yaml"),
+            r#"{"n": 6}"#,
+            &["--chaos", &chaos],
+            dir.path(),
+        );
         assert_eq!(v["output"], 55, "{}", text(&o));
     }
 }
@@ -138,7 +148,11 @@ fn bad_definitions_are_refused_with_the_place_of_the_error() {
         let o = joint().arg(cmd).arg(&def).output().unwrap();
         assert_eq!(o.status.code(), Some(1), "{cmd}: {}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("unknown function 'bee'"), "{cmd}: {}", text(&o));
+        assert!(
+            err.contains("unknown function 'bee'"),
+            "{cmd}: {}",
+            text(&o)
+        );
         assert!(err.contains("at 5:"), "line of the edge: {}", text(&o));
     }
     let o = joint()
@@ -146,22 +160,38 @@ fn bad_definitions_are_refused_with_the_place_of_the_error() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--input is not JSON"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--input is not JSON"),
+        "{}",
+        text(&o)
+    );
     let o = joint()
         .args(["run", &ex("chain.yaml"), "--chaos", "crash=7"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("between 0 and 1"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("between 0 and 1"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
 fn compile_writes_subgraphs_that_run_as_a_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let o = joint().args(["compile", &ex("parallel.yaml")]).output().unwrap();
+    let o = joint()
+        .args(["compile", &ex("parallel.yaml")])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let subs: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let a = subs.as_array().unwrap().iter().find(|s| s["Name"] == "A").unwrap();
+    let a = subs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Name"] == "A")
+        .unwrap();
     assert_eq!(a["Start"], true);
     assert_eq!(a["Next"][0]["InvokeMode"], "Sequence");
     assert!(a["Next"][0]["FaaS"].is_string());
@@ -180,7 +210,12 @@ fn compile_writes_subgraphs_that_run_as_a_directory() {
 #[test]
 fn status_and_gc_of_a_kept_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (v, _) = run_json(&ex("parallel.yaml"), "3", &["--run-id", "kept", "--keep"], dir.path());
+    let (v, _) = run_json(
+        &ex("parallel.yaml"),
+        "3",
+        &["--run-id", "kept", "--keep"],
+        dir.path(),
+    );
     assert_eq!(v["output"], 13);
     let o = joint()
         .args(["status", "kept", "--json", "--state-dir"])
@@ -200,7 +235,11 @@ fn status_and_gc_of_a_kept_run() {
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(names.contains(&"kept/B_1-bindex-0"));
     assert!(names.contains(&"kept/D_2"));
-    let o = joint().args(["gc", "kept", "--state-dir"]).arg(dir.path()).output().unwrap();
+    let o = joint()
+        .args(["gc", "kept", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let o = joint()
         .args(["status", "kept", "--state-dir"])
@@ -208,8 +247,16 @@ fn status_and_gc_of_a_kept_run() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("succeeded") && out.contains("collected"), "{}", text(&o));
-    let o = joint().args(["status", "nope", "--state-dir"]).arg(dir.path()).output().unwrap();
+    assert!(
+        out.contains("succeeded") && out.contains("collected"),
+        "{}",
+        text(&o)
+    );
+    let o = joint()
+        .args(["status", "nope", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no run 'nope'"));
 }

@@ -12,6 +12,8 @@
 //! | `fail` | anything | always fails with `HandlerError` |
 #![deny(missing_docs)]
 
+pub mod embed;
+
 use joint_core::machine::FnError;
 use joint_shim::{Handlers, fn_error, handler_fn};
 use serde_json::{Value, json};

@@ -17,6 +17,9 @@ use crate::traits::{BlobStore, CoordStore, Created, Faas};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyProfile {
+    /// What the profile emulates and where its numbers come from.
+    #[serde(default)]
+    pub description: Option<String>,
     /// Per datastore operation (coordination and blob), by cloud; `*` for every cloud.
     #[serde(default)]
     pub store_ms: BTreeMap<String, f64>,
