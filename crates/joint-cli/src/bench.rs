@@ -56,24 +56,23 @@ fn unreachable_sub() -> SubGraph {
     serde_json::from_str(r#"{"Name":"x"}"#).expect("static sub-graph")
 }
 
+/// CPU time of every live thread of this process in milliseconds (Linux schedstat, ns
+/// resolution); 0 elsewhere.
 fn cpu_ms() -> f64 {
-    // user + system CPU of this process, from /proc (Linux); 0 elsewhere.
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|x| x.1)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) * 10.0
+    let mut ns = 0u64;
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e6
 }
 
 /// Run a benchmark and print its table.
@@ -101,6 +100,7 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
         "run", "wall ms", "wall ms/hop", "cpu ms/hop", "R/hop", "W/hop", "inv/hop", "blob/hop"
     );
     let mut walls = Vec::new();
+    let mut last = None;
     for i in 0..a.runs.max(1) {
         let c0 = cpu_ms();
         let t0 = Instant::now();
@@ -120,6 +120,7 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
         let wall = t0.elapsed().as_secs_f64() * 1000.0;
         let cpu = cpu_ms() - c0;
         walls.push(r.makespan_ms / hops);
+        last = Some(r.ops);
         println!(
             "{:>4} {:>12.1} {:>14.3} {:>14.3} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
             i + 1,
@@ -133,6 +134,17 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
         );
     }
     walls.sort_by(|a, b| a.total_cmp(b));
+    if let Some(o) = last {
+        println!(
+            "datastore operations per hop by type: get {:.2} · create {:.2} (incl. the run record) · add_invoked {:.2} · join {:.2} · blob put {:.2} · blob get {:.2}",
+            o.coord_get as f64 / hops,
+            o.coord_create as f64 / hops,
+            o.coord_add_invoked as f64 / hops,
+            o.coord_join as f64 / hops,
+            o.blob_put as f64 / hops,
+            o.blob_get as f64 / hops
+        );
+    }
     println!(
         "median makespan per hop: {:.3} ms (paper, Lambda→FC Sequence step: ≈64 ms runtime overhead, 3W+2R)",
         walls[walls.len() / 2]

@@ -708,29 +708,23 @@ impl Runtime {
             .await
         {
             Ok(report) => {
-                let mut prev = call.cloud.clone();
-                for (c, e) in &report.failed_over {
-                    let next = call
-                        .failover
-                        .iter()
-                        .skip_while(|f| *f != c)
-                        .nth(1)
-                        .cloned()
-                        .unwrap_or_else(|| report.cloud.clone());
+                // Clouds are tried in order: the i-th failure hands over to target i + 1.
+                let targets: Vec<&String> = std::iter::once(&call.cloud)
+                    .chain(call.failover.iter())
+                    .collect();
+                for (i, (from, e)) in report.failed_over.iter().enumerate() {
+                    let to = targets
+                        .get(i + 1)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default();
                     self.emit(ObsEvent::Failover {
                         run: run.to_string(),
                         function: call.function.clone(),
-                        from: c.clone(),
-                        to: if *c == call.cloud && !call.failover.is_empty() {
-                            call.failover[0].clone()
-                        } else {
-                            next
-                        },
+                        from: from.clone(),
+                        to,
                         error: e.to_string(),
                     });
-                    prev = c.clone();
                 }
-                let _ = prev;
                 Ok(report.cloud)
             }
             Err((e, tried)) => Err(format!(
