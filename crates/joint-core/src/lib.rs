@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod compile;
+pub mod cost;
 pub mod def;
 pub mod diag;
 pub mod envelope;
