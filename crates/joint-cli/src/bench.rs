@@ -12,9 +12,24 @@ use joint_shim_local::runner::{RunOptions, run_local};
 /// Benchmark arguments.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `chain`.
+    /// Which benchmark: `chain`, `scale` or `paper`.
     #[arg(default_value = "chain")]
     pub which: String,
+    /// Map width of the `scale` benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    pub width: u32,
+    /// Emulated network profile for `paper` (JSON; default: examples/latency/paper.json's values).
+    #[arg(long)]
+    pub latency: Option<std::path::PathBuf>,
+    /// Price file for `paper` (default: the built-in data/prices.json).
+    #[arg(long)]
+    pub prices: Option<std::path::PathBuf>,
+    /// `paper`: only these workflows (comma-separated: iot, mc, video, qa).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// `paper`: smaller sizes, for a quick look.
+    #[arg(long)]
+    pub quick: bool,
     /// Functions in the chain.
     #[arg(long, default_value_t = 100)]
     pub length: u32,
@@ -77,9 +92,14 @@ fn cpu_ms() -> f64 {
 
 /// Run a benchmark and print its table.
 pub async fn bench(a: BenchArgs) -> ExitCode {
-    if a.which != "chain" {
-        eprintln!("error: unknown benchmark '{}' (known: chain)", a.which);
-        return ExitCode::from(2);
+    match a.which.as_str() {
+        "chain" => {}
+        "scale" => return scale(a.width).await,
+        "paper" => return crate::paperbench::paper(&a).await,
+        other => {
+            eprintln!("error: unknown benchmark '{other}' (known: chain, scale, paper)");
+            return ExitCode::from(2);
+        }
     }
     let lazy = match a.checkpoint.as_str() {
         "eager" => false,
@@ -148,6 +168,82 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
     println!(
         "median makespan per hop: {:.3} ms (paper, Lambda→FC Sequence step: ≈64 ms runtime overhead, 3W+2R)",
         walls[walls.len() / 2]
+    );
+    ExitCode::SUCCESS
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A `width`-way Map with a FanIn on local clouds.
+async fn scale(width: u32) -> ExitCode {
+    let src = "workflow: scale\nfunctions:\n  - {name: split, cloud: local-a, handler: split, next: [{to: work, mode: map}]}\n  - {name: work, cloud: local-b, handler: square, checkpoint: lazy, next: [{to: total, mode: fan_in}]}\n  - {name: total, cloud: local-a, handler: sum}\n";
+    let w = match joint_core::compile::load("scale.yaml", src) {
+        Ok(w) => Arc::new(w),
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(1);
+        }
+    };
+    let rss0 = peak_rss_mb();
+    let c0 = cpu_ms();
+    let t0 = Instant::now();
+    let r = run_local(
+        w,
+        joint_examples::builtin_handlers(),
+        RunOptions {
+            input: serde_json::json!({ "n": width }),
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    let wall = t0.elapsed();
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let n = f64::from(width);
+    let expected = (n - 1.0) * n * (2.0 * n - 1.0) / 6.0;
+    println!(
+        "{width}-way Map + FanIn on local clouds (split on local-a, {width} × square on local-b, sum on local-a; in-memory SQLite)"
+    );
+    println!(
+        "status: {} · output {} (expected {expected})",
+        r.status,
+        r.output.unwrap_or_default()
+    );
+    println!(
+        "makespan {:.0} ms · wall {:.0} ms · CPU {:.0} ms · peak RSS {:.0} MB (before: {:.0} MB)",
+        r.makespan_ms,
+        wall.as_secs_f64() * 1000.0,
+        cpu_ms() - c0,
+        peak_rss_mb(),
+        rss0
+    );
+    println!(
+        "instances {} · datastore {} reads, {} writes ({} creates, {} invoked-set updates, {} joins) · {} invocations · {} blob puts, {} blob gets",
+        r.instances,
+        r.ops.reads(),
+        r.ops.writes(),
+        r.ops.coord_create,
+        r.ops.coord_add_invoked,
+        r.ops.coord_join,
+        r.ops.invokes(),
+        r.ops.blob_put,
+        r.ops.blob_get
     );
     ExitCode::SUCCESS
 }

@@ -2,7 +2,10 @@
 
 mod bench;
 mod deploy;
+mod harness;
 mod load;
+mod paperbench;
+mod paperbench_cases;
 mod progress;
 mod serve;
 

@@ -53,7 +53,10 @@ fn definitions(dir: &Path, out: &mut Vec<PathBuf>) {
             if p.file_name().is_some_and(|n| n != "latency") {
                 definitions(&p, out);
             }
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
             out.push(p);
         }
     }

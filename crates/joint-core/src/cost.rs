@@ -60,9 +60,8 @@ pub struct Prices {
 impl Prices {
     /// Parse the price file; errors name the field.
     pub fn from_json(src: &str) -> Result<Prices, String> {
-        let p: Prices = serde_json::from_str(src).map_err(|e| {
-            format!("prices: {e} (line {}, column {})", e.line(), e.column())
-        })?;
+        let p: Prices = serde_json::from_str(src)
+            .map_err(|e| format!("prices: {e} (line {}, column {})", e.line(), e.column()))?;
         for (cloud, prov) in &p.cloud_provider {
             if !p.providers.contains_key(prov) {
                 return Err(format!(
@@ -207,7 +206,10 @@ mod tests {
             ..Usage::default()
         };
         let c = per_million(&u, &prices());
-        assert!((c.datastore_writes + c.datastore_reads - 48.507).abs() < 0.01, "{c:?}");
+        assert!(
+            (c.datastore_writes + c.datastore_reads - 48.507).abs() < 0.01,
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -231,7 +233,10 @@ mod tests {
         u.gb_seconds.insert("aliyun".into(), 1.0);
         u.requests.insert("aws".into(), 2);
         let c = per_million(&u, &prices());
-        assert!((c.state_transitions - 525.0).abs() < 1e-6, "paper: video fan-out 8 = $525");
+        assert!(
+            (c.state_transitions - 525.0).abs() < 1e-6,
+            "paper: video fan-out 8 = $525"
+        );
         assert!((c.functions - 16.384).abs() < 1e-6);
         assert!((c.requests - 0.4).abs() < 1e-9);
         assert!(c.total() > 541.0);

@@ -12,6 +12,7 @@
 //! | `fail` | anything | always fails with `HandlerError` |
 #![deny(missing_docs)]
 
+pub mod baseline;
 pub mod embed;
 
 use joint_core::machine::FnError;

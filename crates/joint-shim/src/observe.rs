@@ -74,6 +74,19 @@ pub enum ObsEvent {
         /// Protocol point (`before:commit`, `after:invoke`, …).
         point: String,
     },
+    /// A successor invocation was accepted.
+    Invoked {
+        /// Run id.
+        run: String,
+        /// Caller's cloud.
+        from: String,
+        /// Cloud that accepted it.
+        to: String,
+        /// Target function.
+        function: String,
+        /// Event size in bytes.
+        bytes: u64,
+    },
     /// An invocation failed over.
     Failover {
         /// Run id.

@@ -701,6 +701,7 @@ impl Runtime {
             tokio::time::sleep(delay).await;
         }
         let payload = Bytes::from(call.envelope.encode());
+        let size = payload.len() as u64;
         match self
             .inner
             .invoker
@@ -708,6 +709,13 @@ impl Runtime {
             .await
         {
             Ok(report) => {
+                self.emit(ObsEvent::Invoked {
+                    run: run.to_string(),
+                    from: from.to_string(),
+                    to: report.cloud.clone(),
+                    function: call.function.clone(),
+                    bytes: size,
+                });
                 // Clouds are tried in order: the i-th failure hands over to target i + 1.
                 let targets: Vec<&String> = std::iter::once(&call.cloud)
                     .chain(call.failover.iter())

@@ -27,6 +27,12 @@ pub struct LatencyProfile {
     /// `same` for calls within one cloud, `cross` for calls between different clouds.
     #[serde(default)]
     pub invoke_ms: BTreeMap<String, f64>,
+    /// Baselines: time a managed orchestrator spends persisting one state transition.
+    #[serde(default)]
+    pub transition_ms: f64,
+    /// Baselines: time a cross-cloud engine spends logging one step to its database VM.
+    #[serde(default)]
+    pub engine_db_ms: f64,
 }
 
 impl LatencyProfile {
