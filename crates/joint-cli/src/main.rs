@@ -269,6 +269,13 @@ async fn run(a: RunArgs) -> ExitCode {
             }
         }
     }
+    let keyring = match std::env::var("JOINT_KEYS") {
+        Ok(spec) if !spec.trim().is_empty() => match joint_core::sign::Keyring::parse(&spec) {
+            Ok(k) => Some(k),
+            Err(e) => return fail(format!("JOINT_KEYS: {e}")),
+        },
+        _ => None,
+    };
     let show_progress = !a.json && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(progress::Progress::new(&workflow.name)));
     let opts = RunOptions {
@@ -278,6 +285,10 @@ async fn run(a: RunArgs) -> ExitCode {
         chaos,
         latency,
         keep: a.keep,
+        runtime: Some(joint_shim::RuntimeConfig {
+            keyring,
+            ..joint_shim::RuntimeConfig::default()
+        }),
         remote,
         timeout: Some(std::time::Duration::from_secs(a.timeout)),
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),

@@ -297,3 +297,38 @@ fn by_batch_starts_one_run_per_batch() {
     assert_eq!(s["status"], "succeeded", "{s}");
     assert_eq!(s["output"], 10, "1+2+3+4");
 }
+
+#[test]
+fn signed_runs_with_joint_keys_and_bad_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = joint()
+        .env("JOINT_KEYS", "k1:000102030405060708090a0b0c0d0e0f")
+        .args([
+            "run",
+            &ex("parallel.yaml"),
+            "--json",
+            "--input",
+            "3",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["output"], 13);
+    let o = joint()
+        .env("JOINT_KEYS", "k1:0001")
+        .args(["run", &ex("parallel.yaml"), "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("JOINT_KEYS") && err.contains("at least 16"),
+        "{}",
+        text(&o)
+    );
+    assert!(!err.contains("0001"), "the secret is not echoed: {err}");
+}

@@ -58,6 +58,9 @@ pub struct RuntimeConfig {
     pub chaos: Chaos,
     /// Emulated invocation latency per cloud pair.
     pub latency: LatencyProfile,
+    /// Deployment keys: when set, every event this runtime sends is signed and every event it
+    /// receives must carry a valid signature.
+    pub keyring: Option<joint_core::sign::Keyring>,
 }
 
 impl Default for RuntimeConfig {
@@ -71,6 +74,7 @@ impl Default for RuntimeConfig {
             gc: GcPolicy::Immediate,
             chaos: Chaos::default(),
             latency: LatencyProfile::default(),
+            keyring: None,
         }
     }
 }
@@ -257,6 +261,10 @@ impl Runtime {
         };
         env.check()
             .map_err(|e| rt_err(ErrorKind::InvalidInput, "start", run_id, e.to_string()))?;
+        let mut env = env;
+        if let Some(k) = &self.inner.cfg.keyring {
+            k.sign(&mut env);
+        }
         Ok(env)
     }
 
@@ -372,6 +380,16 @@ impl Runtime {
     pub async fn handle(&self, cloud: &str, event: &[u8], delivery: u32) -> Result<Outcome> {
         let env = Envelope::decode(event, self.inner.cfg.max_envelope)
             .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", cloud, e.to_string()))?;
+        if let Some(k) = &self.inner.cfg.keyring {
+            k.verify(&env).map_err(|e| {
+                rt_err(
+                    ErrorKind::InvalidInput,
+                    "handle",
+                    &env.instance_id(),
+                    e.to_string(),
+                )
+            })?;
+        }
         let wf = &self.inner.workflow;
         if env.def_hash != wf.hash {
             return Err(rt_err(
@@ -700,7 +718,11 @@ impl Runtime {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let payload = Bytes::from(call.envelope.encode());
+        let mut envelope = call.envelope.clone();
+        if let Some(k) = &self.inner.cfg.keyring {
+            k.sign(&mut envelope);
+        }
+        let payload = Bytes::from(envelope.encode());
         let size = payload.len() as u64;
         match self
             .inner
