@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use joint_shim::layers::{Chaos, Counted, Delayed, Faulty, LatencyProfile, OpCounts};
+use joint_shim::layers::{
+    Chaos, Counted, Delayed, Faulty, LatencyProfile, OpCounts, OutageSwitch, Switched,
+};
 use joint_shim::{Cloud, Clouds, Deliver, Result};
 
 pub use faas::{DeadLetter, LocalFaas, LocalFaasConfig, QueueStats};
@@ -84,6 +86,7 @@ impl LocalCloudsBuilder {
         let counts = OpCounts::new();
         let mut clouds = Clouds::new();
         let mut faas = BTreeMap::new();
+        let mut switches = BTreeMap::new();
         for name in &self.names {
             let coord = match &self.state_dir {
                 Some(d) => SqliteCoordStore::open(d.join(name).join("coord.db"), name)?,
@@ -105,21 +108,34 @@ impl LocalCloudsBuilder {
             }
             let local = LocalFaas::new(name, fcfg);
             let delay = self.latency.store(name);
+            let sw = OutageSwitch::new();
             clouds.insert(Cloud {
                 name: name.clone(),
                 faas: Arc::new(Counted::new(
-                    Faulty::new(local.clone(), self.chaos, name),
+                    Switched::new(
+                        Faulty::new(local.clone(), self.chaos, name),
+                        sw.clone(),
+                        name,
+                    ),
                     counts.clone(),
                 )),
-                coord: Arc::new(Counted::new(Delayed::new(coord, delay), counts.clone())),
-                blob: Arc::new(Counted::new(Delayed::new(blob, delay), counts.clone())),
+                coord: Arc::new(Counted::new(
+                    Switched::new(Delayed::new(coord, delay), sw.clone(), name),
+                    counts.clone(),
+                )),
+                blob: Arc::new(Counted::new(
+                    Switched::new(Delayed::new(blob, delay), sw.clone(), name),
+                    counts.clone(),
+                )),
             });
             faas.insert(name.clone(), local);
+            switches.insert(name.clone(), sw);
         }
         Ok(LocalClouds {
             clouds,
             faas,
             counts,
+            switches,
             state_dir: self.state_dir,
         })
     }
@@ -141,6 +157,7 @@ pub struct LocalClouds {
     pub faas: BTreeMap<String, LocalFaas>,
     /// Operation counters of every cloud.
     pub counts: OpCounts,
+    switches: BTreeMap<String, OutageSwitch>,
     state_dir: Option<PathBuf>,
 }
 
@@ -149,6 +166,18 @@ impl LocalClouds {
     pub fn attach(&self, runtime: Arc<dyn Deliver>) {
         for f in self.faas.values() {
             f.attach(runtime.clone());
+        }
+    }
+
+    /// Make a whole cloud — its FaaS and both stores — unreachable (`true`) or reachable again.
+    /// Events already queued on it stay queued and are delivered once it is back.
+    pub fn set_cloud_down(&self, cloud: &str, down: bool) -> bool {
+        match self.switches.get(cloud) {
+            Some(s) => {
+                s.set_down(down);
+                true
+            }
+            None => false,
         }
     }
 

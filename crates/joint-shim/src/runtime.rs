@@ -811,7 +811,14 @@ pub async fn find_run_record(
         let Ok(cloud) = clouds.get(&c) else {
             continue;
         };
-        if let Some(item) = cloud.coord.get(&key).await? {
+        let got = match cloud.coord.get(&key).await {
+            Ok(g) => g,
+            // With a preferred (home) cloud, the others are only looked at for batch runs; one
+            // of them being unreachable must not hide the home's answer.
+            Err(_) if prefer.is_some() && Some(c.as_str()) != prefer => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(item) = got {
             let rec: RunRecord = serde_json::from_slice(&item.value).map_err(|e| {
                 rt_err(
                     ErrorKind::InvalidInput,
