@@ -9,6 +9,8 @@ use joint_core::subgraph::{InvokeMode, NextEntry, SubGraph};
 use joint_core::workflow::Workflow;
 use joint_shim_local::runner::{RunOptions, run_local};
 
+use crate::harness::cpu_ms;
+
 /// Benchmark arguments.
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -69,25 +71,6 @@ fn chain(length: u32, lazy: bool) -> Workflow {
 fn unreachable_sub() -> SubGraph {
     // The literal above always parses; keep a total function anyway.
     serde_json::from_str(r#"{"Name":"x"}"#).expect("static sub-graph")
-}
-
-/// CPU time of every live thread of this process in milliseconds (Linux schedstat, ns
-/// resolution); 0 elsewhere.
-fn cpu_ms() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ns = 0u64;
-    for t in tasks.flatten() {
-        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-            ns += s
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    ns as f64 / 1e6
 }
 
 /// Run a benchmark and print its table.
