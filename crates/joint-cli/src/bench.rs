@@ -14,7 +14,7 @@ use crate::harness::cpu_ms;
 /// Benchmark arguments.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `chain`, `scale` or `paper`.
+    /// Which benchmark: `chain`, `scale`, `paper` or `sfn`.
     #[arg(default_value = "chain")]
     pub which: String,
     /// Map width of the `scale` benchmark.
@@ -41,6 +41,21 @@ pub struct BenchArgs {
     /// Checkpoint policy: eager or lazy.
     #[arg(long, default_value = "eager")]
     pub checkpoint: String,
+    /// `sfn`: the workflow (default examples/parallel.yaml).
+    #[arg(long)]
+    pub workflow: Option<std::path::PathBuf>,
+    /// `sfn`: the input (JSON; default: the example's documented input).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// `sfn`: the ministack URL (default: $JOINT_MINISTACK_URL).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// `sfn`: the Lambda binary (default: target/{release,debug}/examples/joint-lambda).
+    #[arg(long)]
+    pub bootstrap: Option<std::path::PathBuf>,
+    /// `sfn`: how often to poll for a result, in ms (the same for both systems).
+    #[arg(long, default_value_t = 20)]
+    pub poll_ms: u64,
 }
 
 fn chain(length: u32, lazy: bool) -> Workflow {
@@ -79,8 +94,9 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
         "chain" => {}
         "scale" => return scale(a.width).await,
         "paper" => return crate::paperbench::paper(&a).await,
+        "sfn" => return crate::sfnbench::sfn(&a).await,
         other => {
-            eprintln!("error: unknown benchmark '{other}' (known: chain, scale, paper)");
+            eprintln!("error: unknown benchmark '{other}' (known: chain, scale, paper, sfn)");
             return ExitCode::from(2);
         }
     }

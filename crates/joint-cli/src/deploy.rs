@@ -83,6 +83,8 @@ pub async fn build_remote(name: &str, c: &CloudConfig) -> Result<Cloud, String> 
     let settings = c.strings();
     match c.backend.as_str() {
         "local" => Err(format!("cloud '{name}' is local; the runner builds it")),
+        "aliyun" => crate::aliyun::build_cloud(name, &c.strings()).await,
+        "aws" => crate::aws::build_cloud(name, &settings).await,
         other => Err(format!(
             "cloud '{name}': backend '{other}' is not available in this build (settings: {})",
             settings.keys().cloned().collect::<Vec<_>>().join(", ")

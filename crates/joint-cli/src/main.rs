@@ -1,13 +1,18 @@
 //! `joint`: run, validate, compile and inspect serverless workflows across clouds.
 
+mod aliyun;
+mod aws;
 mod bench;
 mod deploy;
+mod graph;
 mod harness;
 mod load;
 mod paperbench;
 mod paperbench_cases;
 mod progress;
 mod serve;
+mod sfnbench;
+mod timeline;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -75,6 +80,21 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Serve local clouds over HTTP with provider-compatible endpoints.
     Serve(serve::ServeArgs),
+    /// Alibaba Cloud administration (Tablestore table creation).
+    Aliyun(aliyun::AliyunArgs),
+    /// AWS administration (DynamoDB table and S3 bucket creation).
+    Aws(aws::AwsArgs),
+    /// Draw the workflow DAG: functions coloured by cloud, invoke modes on the edges.
+    Graph {
+        /// Definition file (.yaml/.json), sub-graph JSON, or a directory of sub-graph files.
+        definition: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "dot")]
+        format: graph::Format,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -108,6 +128,9 @@ struct RunArgs {
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,
+    /// Draw the run as a Gantt chart (SVG) into this file.
+    #[arg(long, value_name = "PATH")]
+    timeline: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -146,6 +169,13 @@ fn main() -> ExitCode {
             } => gc(&run_id, &state_dir, all).await,
             Cmd::Bench(args) => bench::bench(args).await,
             Cmd::Serve(args) => serve::run(args).await,
+            Cmd::Aliyun(args) => aliyun::run(args).await,
+            Cmd::Aws(args) => aws::run(args).await,
+            Cmd::Graph {
+                definition,
+                format,
+                out,
+            } => graph::command(&definition, format, out.as_deref()),
         }
     })
 }
@@ -294,9 +324,30 @@ async fn run(a: RunArgs) -> ExitCode {
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),
         ..RunOptions::default()
     };
+    let recorder = a
+        .timeline
+        .as_ref()
+        .map(|_| joint_shim::observe::Recorder::new());
+    let opts = match &recorder {
+        None => opts,
+        Some(rec) => {
+            let mut all: Vec<Arc<dyn Observer>> = vec![Arc::new(rec.clone())];
+            all.extend(opts.observer.clone());
+            RunOptions {
+                observer: Some(Arc::new(joint_shim::observe::Fanout(all))),
+                ..opts
+            }
+        }
+    };
     let result = run_local(workflow.clone(), joint_examples::builtin_handlers(), opts).await;
     if let Some(p) = &progress {
         p.finish();
+    }
+    if let (Some(path), Some(rec)) = (&a.timeline, &recorder) {
+        let run_id = result.as_ref().ok().map(|r| r.run_id.clone());
+        if let Err(e) = timeline::write(path, &rec.events(), run_id.as_deref()) {
+            return fail(e);
+        }
     }
     match result {
         Ok(r) => print_report(&workflow.name, &r, a.json),

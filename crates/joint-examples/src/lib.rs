@@ -10,10 +10,15 @@
 //! | `count` | `{i}` (or anything) | `{i: i + 1}` |
 //! | `noop` | anything | `null` |
 //! | `fail` | anything | always fails with `HandlerError` |
+//!
+//! and the handlers of the paper's four workflows (module [`paper`]): `video_split`,
+//! `video_extract`, `image_process`, `classify`, `document_sort`, `answer`, `qa_collect`,
+//! `record`, `data_map`, `data_process`, `data_aggregation`.
 #![deny(missing_docs)]
 
 pub mod baseline;
 pub mod embed;
+pub mod paper;
 
 use joint_core::machine::FnError;
 use joint_shim::{Handlers, fn_error, handler_fn};
@@ -98,6 +103,7 @@ pub fn builtin_handlers() -> Handlers {
         "fail",
         handler_fn(|v, _| async move { Err(fn_error(format!("fail was asked to fail on {v}"))) }),
     );
+    paper::register(&mut h);
     h
 }
 

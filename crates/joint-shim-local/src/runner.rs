@@ -242,7 +242,13 @@ pub async fn run_local(
             makespan = t0.elapsed();
             break;
         }
-        // With remote clouds, work may be going on elsewhere: only the timeout ends the wait.
+        // With remote clouds, work may be going on elsewhere (the last function may run in
+        // another process and write the run record on the home cloud): poll for the record;
+        // only it or the timeout ends the wait.
+        if !opts.remote.is_empty() && rt.run_record(&run_id).await?.is_some() {
+            makespan = t0.elapsed();
+            break;
+        }
         let stalled = opts.remote.is_empty() && dep.clouds.faas.values().all(|f| f.inflight() == 0);
         if stalled {
             // Everything drained without a run record: find out why.

@@ -12,6 +12,11 @@ use joint_shim::{Error, ErrorKind, Result, Runtime};
 
 use crate::LocalClouds;
 
+pub mod fc;
+pub mod lambda;
+pub mod oss;
+pub mod ots;
+
 /// What every endpoint can reach.
 #[derive(Clone)]
 pub struct ServeState {
@@ -42,7 +47,12 @@ impl ServeState {
 pub type Endpoint = (&'static str, fn(Arc<ServeState>) -> axum::Router);
 
 /// Every endpoint `joint serve` knows.
-pub const ENDPOINTS: &[Endpoint] = &[];
+pub const ENDPOINTS: &[Endpoint] = &[
+    ("lambda", lambda::router),
+    ("fc", fc::router),
+    ("oss", oss::router),
+    ("ots", ots::router),
+];
 
 /// Names of the known endpoints.
 pub fn endpoint_names() -> Vec<&'static str> {

@@ -1,0 +1,143 @@
+//! The FC custom-runtime adapter over HTTP: the test plays Function Compute — it keeps the
+//! async invocations the runtime makes in a queue and delivers each one as FC does, with a
+//! `POST /invoke` to the adapter listening on a free port — and the run completes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use joint_shim::{Cloud, Clouds, Deliver, Faas, FaasCapabilities, Result, Runtime, RuntimeConfig};
+use joint_shim_aliyun::fc::adapter;
+use joint_shim_local::{FsBlobStore, SqliteCoordStore};
+use serde_json::{Value, json};
+
+/// FC's async queue, as far as the runtime can tell: accepted events wait to be delivered.
+#[derive(Debug, Default)]
+struct Queue(Mutex<VecDeque<(String, Bytes)>>);
+
+#[async_trait]
+impl Faas for Queue {
+    fn capabilities(&self) -> FaasCapabilities {
+        FaasCapabilities {
+            async_payload_limit: 128 * 1024,
+            sync_payload_limit: 32 * 1024 * 1024,
+        }
+    }
+    async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<()> {
+        self.0
+            .lock()
+            .expect("queue")
+            .push_back((function.to_string(), payload));
+        Ok(())
+    }
+    async fn invoke_sync(&self, _function: &str, _payload: Bytes) -> Result<Bytes> {
+        unreachable!("the runtime invokes asynchronously")
+    }
+}
+
+impl Queue {
+    fn pop(&self) -> Option<(String, Bytes)> {
+        self.0.lock().expect("queue").pop_front()
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, event: Bytes) -> (u16, Value) {
+    let r = client
+        .post(url)
+        .header("content-type", "application/octet-stream")
+        .header("x-fc-request-id", "1-6747a1b2-0123456789abcdef")
+        .header("x-fc-function-name", "joint")
+        .body(event)
+        .send()
+        .await
+        .expect("POST /invoke");
+    let status = r.status().as_u16();
+    let body = r.bytes().await.expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = "workflow: fc-chain\nfunctions:\n  - {name: first, cloud: aliyun, handler: inc, next: [{to: second}]}\n  - {name: second, cloud: aliyun, handler: inc}\n";
+    let workflow = joint_core::compile::load("fc.yaml", src).expect("definition");
+    let queue = Arc::new(Queue::default());
+    let mut clouds = Clouds::new();
+    clouds.insert(Cloud {
+        name: "aliyun".into(),
+        faas: queue.clone(),
+        coord: Arc::new(SqliteCoordStore::in_memory("aliyun").expect("sqlite")),
+        blob: Arc::new(FsBlobStore::new(dir.path(), "aliyun").expect("blobs")),
+    });
+    let rt = Runtime::new(
+        Arc::new(workflow),
+        clouds,
+        joint_examples::builtin_handlers(),
+        RuntimeConfig::default(),
+        None,
+    );
+
+    // The adapter on a free port, as the example binary runs it inside FC.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/invoke", listener.local_addr().expect("addr"));
+    let app = adapter::router(Arc::new(rt.clone()) as Arc<dyn Deliver>, "aliyun");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let client = reqwest::Client::new();
+
+    rt.start("fc-run-1", json!(3)).await.expect("start");
+    let mut delivered = Vec::new();
+    let mut first_event = None;
+    while let Some((function, event)) = queue.pop() {
+        if first_event.is_none() {
+            first_event = Some(event.clone());
+        }
+        let (status, body) = post(&client, &url, event).await;
+        assert_eq!(status, 200, "{function}: {body}");
+        assert_eq!(body["ok"], true, "{function}: {body}");
+        delivered.push(function);
+    }
+    assert_eq!(delivered, ["first", "second"]);
+    let rec = rt
+        .run_record("fc-run-1")
+        .await
+        .expect("record")
+        .expect("the run finished");
+    let out = rt
+        .resolve_output(&rec)
+        .await
+        .expect("resolve")
+        .expect("succeeded");
+    assert_eq!(out, json!(5));
+
+    // FC delivers at least once: a duplicate delivery is answered 200 and changes nothing.
+    let (status, body) = post(&client, &url, first_event.expect("an event")).await;
+    assert_eq!(status, 200, "{body}");
+    while let Some((_, event)) = queue.pop() {
+        assert_eq!(post(&client, &url, event).await.0, 200);
+    }
+    let rec = rt
+        .run_record("fc-run-1")
+        .await
+        .expect("record")
+        .expect("run");
+    assert_eq!(
+        rt.resolve_output(&rec).await.expect("resolve").expect("ok"),
+        json!(5)
+    );
+
+    // A forged or malformed event is an error FC would retry, with a stable error type.
+    let (status, body) = post(
+        &client,
+        &url,
+        Bytes::from_static(b"{\"not\":\"an envelope\"}"),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["errorType"], "InvalidInput", "{body}");
+    assert!(body["errorMessage"].is_string(), "{body}");
+}

@@ -1,0 +1,222 @@
+//! A deployment whose functions are hosted by `joint serve`'s Lambda endpoint and invoked
+//! through aws-sdk-lambda, with checkpoints in DynamoDB and blobs in S3 on an emulator.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use joint_core::machine::{JoinState, StoredItem};
+use joint_shim::layers::{Chaos, Counted, OpCounts};
+use joint_shim::{
+    Cloud, Clouds, CoordStore, Created, Deliver, GcPolicy, Result, Runtime, RuntimeConfig,
+    StoreCapabilities,
+};
+use joint_shim_aws::AwsBuilder;
+use joint_shim_local::serve::{ServeState, serve};
+use joint_shim_local::{LocalClouds, LocalCloudsBuilder, LocalFaasConfig};
+use serde_json::Value;
+
+/// Records every key whose create returned `New`, to check "exactly one committed output per
+/// instance" under faults.
+#[derive(Debug, Clone)]
+pub struct CommitLog<T> {
+    inner: T,
+    pub news: Arc<Mutex<BTreeMap<String, u32>>>,
+}
+
+#[async_trait]
+impl<T: CoordStore> CoordStore for CommitLog<T> {
+    fn capabilities(&self) -> StoreCapabilities {
+        self.inner.capabilities()
+    }
+    async fn create(&self, key: &str, value: Bytes) -> Result<Created> {
+        let r = self.inner.create(key, value).await?;
+        if r == Created::New {
+            *self
+                .news
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key.to_string())
+                .or_default() += 1;
+        }
+        Ok(r)
+    }
+    async fn get(&self, key: &str) -> Result<Option<StoredItem>> {
+        self.inner.get(key).await
+    }
+    async fn add_invoked(
+        &self,
+        key: &str,
+        names: &[String],
+    ) -> Result<std::collections::BTreeSet<String>> {
+        self.inner.add_invoked(key, names).await
+    }
+    async fn join(
+        &self,
+        key: &str,
+        member: &str,
+        value: Bytes,
+        capacity: u32,
+        complete_at: u32,
+    ) -> Result<JoinState> {
+        self.inner
+            .join(key, member, value, capacity, complete_at)
+            .await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        self.inner.delete_prefix(prefix).await
+    }
+}
+
+/// A running deployment.
+pub struct ServeDeployment {
+    pub runtime: Runtime,
+    pub local: LocalClouds,
+    /// Operation counts per cloud (coordination store, blob store and Lambda invocations).
+    pub counts: BTreeMap<String, OpCounts>,
+    pub news: Arc<Mutex<BTreeMap<String, u32>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for ServeDeployment {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Deploy `workflow` with its functions behind a `joint serve` Lambda endpoint and its stores on
+/// the emulator at `store_url`.
+pub async fn deploy(
+    workflow: Arc<joint_core::workflow::Workflow>,
+    store_url: &str,
+    chaos: Chaos,
+) -> ServeDeployment {
+    let addr = free_addr();
+    let lambda_url = format!("http://{addr}");
+    let news = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut clouds = Clouds::new();
+    let mut counts = BTreeMap::new();
+    for name in &workflow.clouds {
+        let stores = super::fresh_cloud(store_url, name, &[]).await;
+        let faas = AwsBuilder::new()
+            .with_config("region", "us-east-1")
+            .with_config("endpoint_url", lambda_url.clone())
+            .with_config("access_key_id", "test")
+            .with_config("secret_access_key", "test")
+            .with_config("table", "unused")
+            .with_config("bucket", "unused")
+            .with_config("cloud", name.clone())
+            .build()
+            .await
+            .expect("lambda client")
+            .faas;
+        let c = OpCounts::new();
+        clouds.insert(Cloud {
+            name: name.clone(),
+            faas: Arc::new(Counted::new(faas, c.clone())),
+            coord: Arc::new(Counted::new(
+                CommitLog {
+                    inner: stores.coord,
+                    news: news.clone(),
+                },
+                c.clone(),
+            )),
+            blob: Arc::new(Counted::new(stores.blob, c.clone())),
+        });
+        counts.insert(name.clone(), c);
+    }
+    let mut fcfg = LocalFaasConfig {
+        chaos,
+        ..LocalFaasConfig::default()
+    };
+    if chaos.is_active() {
+        fcfg.max_deliveries = 100;
+        fcfg.retry_delay = Duration::from_millis(20);
+        fcfg.visibility_timeout = Duration::from_millis(200);
+    }
+    let local = LocalCloudsBuilder::new()
+        .clouds(workflow.clouds.iter().cloned())
+        .faas_config(fcfg)
+        .chaos(chaos)
+        .build()
+        .expect("local clouds");
+    let cfg = RuntimeConfig {
+        chaos,
+        gc: GcPolicy::Deferred,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(
+        workflow,
+        clouds,
+        joint_examples::builtin_handlers(),
+        cfg,
+        None,
+    );
+    local.attach(Arc::new(runtime.clone()) as Arc<dyn Deliver>);
+    let state = Arc::new(ServeState {
+        runtime: Some(runtime.clone()),
+        clouds: local.clone(),
+        settings: BTreeMap::new(),
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (btx, brx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let r = serve(
+            state,
+            vec![("lambda".to_string(), addr)],
+            move |_| {
+                let _ = btx.send(());
+            },
+            async move {
+                let _ = rx.await;
+            },
+        )
+        .await;
+        if let Err(e) = r {
+            eprintln!("joint serve stopped: {e}");
+        }
+    });
+    brx.await.expect("serve bound");
+    ServeDeployment {
+        runtime,
+        local,
+        counts,
+        news,
+        stop: Some(tx),
+    }
+}
+
+impl ServeDeployment {
+    /// Start a run and wait for its output.
+    pub async fn run(&self, run_id: &str, input: Value) -> std::result::Result<Value, String> {
+        let rt = &self.runtime;
+        rt.start(run_id, input).await.map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let rec = loop {
+            if let Some(rec) = rt.run_record(run_id).await.map_err(|e| e.to_string())? {
+                break rec;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("run {run_id} did not finish in time"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.local.idle().await;
+        let out = rt.resolve_output(&rec).await.map_err(|e| e.to_string())?;
+        rt.run_deferred_gc().await.map_err(|e| e.to_string())?;
+        out.map_err(|f| format!("run failed: {f:?}"))
+    }
+}

@@ -1,0 +1,138 @@
+//! The real Lambda path on ministack: the example function binary zipped as `bootstrap`,
+//! created with CreateFunction (`provided.al2023`) and run by ministack as a local process.
+//! The FaaS conformance suite, then workflows whose functions invoke their successors through
+//! aws-sdk-lambda and commit through aws-sdk-dynamodb — no joint process in the middle.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime as LambdaRuntime};
+use joint_shim::{Clouds, Runtime, RuntimeConfig};
+use serde_json::json;
+
+async fn create_function(
+    client: &aws_sdk_lambda::Client,
+    name: &str,
+    zip: &[u8],
+    env: &[(&str, String)],
+) {
+    let mut e = Environment::builder();
+    for (k, v) in env {
+        e = e.variables(*k, v.clone());
+    }
+    client
+        .create_function()
+        .function_name(name)
+        .runtime(LambdaRuntime::Providedal2023)
+        .handler("bootstrap")
+        .role("arn:aws:iam::000000000000:role/joint-test")
+        .timeout(60)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(zip.to_vec()))
+                .build(),
+        )
+        .environment(e.build())
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "create {name}: {}",
+                aws_sdk_lambda::error::DisplayErrorContext(e)
+            )
+        });
+}
+
+#[tokio::test]
+async fn real_lambda_functions_on_ministack() {
+    let Some(url) = common::emulator("ministack", "JOINT_TEST_MINISTACK_URL") else {
+        return;
+    };
+    let Some(exe) = common::bootstrap_exe() else {
+        return;
+    };
+    let zip = common::zip_bootstrap(&exe);
+    let id = common::uniq();
+
+    // FaaS conformance with an echo and a failing function.
+    let prefix = format!("t{id}-");
+    let cloud = common::fresh_cloud(&url, "aws", &[("function_prefix", prefix.as_str())]).await;
+    let lambda = cloud.faas.client().clone();
+    for (f, h) in [("echo", "echo"), ("fail", "fail")] {
+        create_function(
+            &lambda,
+            &format!("{prefix}{f}"),
+            &zip,
+            &[("JOINT_RAW_FUNCTION", h.to_string())],
+        )
+        .await;
+    }
+    joint_shim::conformance::faas(Arc::new(cloud.faas.clone()), "echo", "fail").await;
+
+    // Workflows on two AWS clouds (separate tables, buckets and function prefixes).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for (file, input, expected) in [
+        ("chain.yaml", json!(3), json!(6)),
+        ("parallel.yaml", json!(3), json!(13)),
+        ("map.yaml", json!({"n": 4}), json!(14)),
+    ] {
+        let src = std::fs::read_to_string(dir.join(file))
+            .expect("example")
+            .replace("local-a", "aws")
+            .replace("local-b", "aws2");
+        let w = joint_core::compile::load(file, &src).unwrap_or_else(|d| panic!("{d:?}"));
+        let wid = format!("{}{}", w.name, common::uniq());
+        let mut clouds = Clouds::new();
+        let mut settings = serde_json::Map::new();
+        for c in &w.clouds {
+            let p = format!("{wid}-{c}-");
+            let ac = common::fresh_cloud(&url, c, &[("function_prefix", p.as_str())]).await;
+            let mut s = serde_json::Map::new();
+            for (k, v) in common::settings(&url, c, ac.coord.table(), ac.blob.bucket()) {
+                s.insert(k, json!(v));
+            }
+            s.insert("function_prefix".into(), json!(p));
+            settings.insert(c.clone(), serde_json::Value::Object(s));
+            clouds.insert(ac.into_cloud());
+        }
+        let clouds_env = serde_json::Value::Object(settings).to_string();
+        for f in w.functions.values() {
+            for c in std::iter::once(&f.faas).chain(f.failover.iter()) {
+                create_function(
+                    &lambda,
+                    &format!("{wid}-{c}-{}", f.name),
+                    &zip,
+                    &[
+                        ("JOINT_WORKFLOW_JSON", src.clone()),
+                        ("JOINT_CLOUD", c.clone()),
+                        ("JOINT_CLOUDS", clouds_env.clone()),
+                    ],
+                )
+                .await;
+            }
+        }
+        let rt = Runtime::new(
+            Arc::new(w),
+            clouds,
+            joint_examples::builtin_handlers(),
+            RuntimeConfig::default(),
+            None,
+        );
+        let run = format!("m{}", common::uniq());
+        rt.start(&run, input).await.expect("start");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let rec = loop {
+            if let Some(r) = rt.run_record(&run).await.expect("record") {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "{file}: no result in time");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let out = rt.resolve_output(&rec).await.expect("resolve");
+        assert_eq!(out.expect("succeeded"), expected, "{file}");
+        eprintln!("{file}: ran on ministack Lambda");
+    }
+}

@@ -1,0 +1,45 @@
+//! The DynamoDB coordination store.
+//!
+//! # Table design
+//! One table, key schema `pk` (partition, S) + `sk` (sort, S):
+//! - `pk` is the **partition** of a key: its first path segment (`{run}` for every instance,
+//!   join and spill key of a run), or its first two segments when the key starts with `_`
+//!   (`_runs/{run}` for a run record, `_batch/{workflow}` for batches). Everything one run
+//!   writes shares a partition, so GC (`delete_prefix("{run}/")`) is one paginated Query plus
+//!   BatchWriteItem — never a Scan.
+//! - `sk` is the **whole key**, so a prefix inside a partition (`{run}/A_` or `_runs/{id}/`) is
+//!   an exact `begins_with(sk, :prefix)` key condition.
+//! - `kind` is `out` for output items and `join` for joins; `list` filters on it.
+//! - Output items: `val` (B) the value, `inv` (SS) the invoked set (absent when empty).
+//! - Joins: `cnt` (N) the member count and one attribute `m:{member}` (B) per member, so adding a
+//!   member is a single `SET` on a top-level attribute and needs no pre-existing map.
+//! - `expires` (N, epoch seconds) on every item: the table's TTL attribute, GC's backstop.
+//!
+//! # Round trips
+//! | operation | request |
+//! |---|---|
+//! | `create` | PutItem `attribute_not_exists(pk)`, `ReturnValuesOnConditionCheckFailure=ALL_OLD` |
+//! | `get` | GetItem `ConsistentRead` |
+//! | `add_invoked` | UpdateItem `ADD inv :names`, `attribute_exists(pk)`, `ReturnValues=ALL_NEW` |
+//! | `join` | UpdateItem `SET #m = :v ADD cnt :one` if `attribute_not_exists(#m) AND (attribute_not_exists(cnt) OR cnt < :cap)`, ALL_NEW / ALL_OLD on failure |
+//! | `list` | Query (consistent, paginated), filter `kind = out` |
+//! | `delete_prefix` | Query keys + BatchWriteItem (25 per request, unprocessed items retried) |
+//!
+//! A store that does not return the old item on a failed condition (an older emulator) costs one
+//! extra consistent GetItem on that path only.
+
+mod admin;
+mod builder;
+mod connection;
+mod error;
+mod item;
+mod keys;
+mod prefix;
+mod store;
+
+pub use admin::{TableStatus, create_table};
+pub use builder::DynamoStoreBuilder;
+pub use connection::AwsConnection;
+pub use error::parse_error;
+pub use keys::partition_of;
+pub use store::DynamoCoordStore;

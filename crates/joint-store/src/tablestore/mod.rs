@@ -1,0 +1,26 @@
+//! The coordination store on an Alibaba Cloud Tablestore table, speaking the Tablestore
+//! protocol directly (protobuf + PlainBuffer + SignV2 from `joint-shim-aliyun`).
+//!
+//! Table layout — primary key `(p STRING, k STRING)`: `p` is the key up to its first `/` (the
+//! run id, so a run is one partition) and `k` the whole key.
+//!
+//! | row | columns |
+//! |---|---|
+//! | output item | `v` BLOB (the value), `i_<hex(name)>` BOOLEAN per invoked successor |
+//! | join | `n` INTEGER (members), `b_<hex(member)>` BOOLEAN, `m_<hex(member)>` BLOB (value) |
+//!
+//! Operations (wire requests): create = PutRow `EXPECT_NOT_EXIST` (+ GetRow for the winner
+//! when it loses); get = GetRow; add_invoked = UpdateRow `EXPECT_EXIST` + GetRow of the
+//! `i_` column range; join = ONE conditional UpdateRow (`PUT b_/m_`, `INCREMENT n`,
+//! condition `b_ != true AND n < capacity` passing if missing, `RT_AFTER_MODIFY` returning
+//! `n`) + a GetRow only when the join is complete or the call was a duplicate; list = GetRange
+//! over the partition; delete_prefix = GetRange (primary keys only) + BatchWriteRow.
+
+mod admin;
+mod builder;
+mod keys;
+mod store;
+
+pub use admin::create_table;
+pub use builder::TablestoreStoreBuilder;
+pub use store::TablestoreCoordStore;

@@ -1,0 +1,459 @@
+//! [`TablestoreCoordStore`]: the `CoordStore` operations as Tablestore requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use joint_core::machine::{JoinState, StoredItem};
+use joint_shim::{CoordStore, Created, Error, ErrorKind, Result, StoreCapabilities};
+use joint_shim_aliyun::ots::proto::{
+    self, ComparatorType, LogicalOperator, RowExistenceExpectation,
+};
+use joint_shim_aliyun::ots::{
+    Cell, OtsClient, OtsError, Row, Value, composite_filter, parse_error, single_column_filter,
+};
+use prost::Message;
+
+use super::keys::{column, partition, pk, successor, uncolumn};
+
+/// Tablestore's largest attribute value (2 MB).
+pub const ITEM_LIMIT: u64 = 2 * 1024 * 1024;
+const BATCH: usize = 200;
+
+/// The coordination store on one Tablestore table. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TablestoreCoordStore {
+    client: OtsClient,
+    table: String,
+    backend: String,
+    item_limit: u64,
+}
+
+fn cond(e: RowExistenceExpectation, filter: Option<proto::Filter>) -> proto::Condition {
+    proto::Condition {
+        row_existence: e as i32,
+        column_condition: filter.map(|f| f.encode_to_vec()),
+    }
+}
+
+impl TablestoreCoordStore {
+    /// A store on `table` through `client`; `cloud` names it in errors.
+    pub fn new(client: OtsClient, table: String, cloud: &str, item_limit: u64) -> Self {
+        TablestoreCoordStore {
+            client,
+            table,
+            backend: format!("tablestore({cloud})"),
+            item_limit,
+        }
+    }
+
+    /// A builder.
+    pub fn builder() -> super::TablestoreStoreBuilder {
+        super::TablestoreStoreBuilder::new()
+    }
+
+    /// The client (wire-level request counts, table administration).
+    pub fn client(&self) -> &OtsClient {
+        &self.client
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn map(&self, op: &'static str, key: &str, e: &OtsError, idempotent: bool) -> Error {
+        parse_error(&self.backend, op, key, e, idempotent)
+    }
+
+    fn err(&self, kind: ErrorKind, op: &'static str, key: &str, m: impl Into<String>) -> Error {
+        Error::new(kind, self.backend.clone(), op, key, m)
+    }
+
+    fn col(&self, op: &'static str, key: &str, prefix: &str, name: &str) -> Result<String> {
+        column(prefix, name).ok_or_else(|| {
+            self.err(
+                ErrorKind::InvalidInput,
+                op,
+                key,
+                format!("name '{name}' is too long for a Tablestore column (max 126 bytes)"),
+            )
+        })
+    }
+
+    fn decode_row(&self, op: &'static str, key: &str, b: &[u8]) -> Result<Option<Row>> {
+        Row::decode(b).map_err(|e| self.err(ErrorKind::Other, op, key, e.to_string()))
+    }
+
+    async fn get_row(
+        &self,
+        op: &'static str,
+        key: &str,
+        columns: (Option<&str>, Option<&str>),
+    ) -> Result<Option<Row>> {
+        let req = proto::GetRowRequest {
+            table_name: self.table.clone(),
+            primary_key: Row::with_pk(pk(key)).encode(),
+            columns_to_get: vec![],
+            time_range: None,
+            max_versions: Some(1),
+            filter: None,
+            start_column: columns.0.map(str::to_string),
+            end_column: columns.1.map(str::to_string),
+            token: None,
+            transaction_id: None,
+        };
+        let resp: proto::GetRowResponse = self
+            .client
+            .call("GetRow", &req)
+            .await
+            .map_err(|e| self.map(op, key, &e, true))?;
+        self.decode_row(op, key, &resp.row)
+    }
+
+    fn item(row: &Row) -> Option<StoredItem> {
+        let value = match row.get("v")? {
+            Value::Blob(b) => b.clone(),
+            _ => return None,
+        };
+        Some(StoredItem {
+            value,
+            invoked: Self::invoked(row),
+        })
+    }
+
+    fn invoked(row: &Row) -> BTreeSet<String> {
+        row.cells
+            .iter()
+            .filter_map(|c| uncolumn("i_", &c.name))
+            .collect()
+    }
+
+    fn join_state(row: Option<&Row>, added: bool, complete_at: u32) -> JoinState {
+        let count = match row.and_then(|r| r.get("n")) {
+            Some(Value::Integer(n)) => (*n).max(0) as u32,
+            _ => 0,
+        };
+        let mut members = BTreeMap::new();
+        if count >= complete_at
+            && let Some(r) = row
+        {
+            for c in &r.cells {
+                if let (Some(m), Some(Value::Blob(v))) = (uncolumn("m_", &c.name), &c.value) {
+                    members.insert(m, v.clone());
+                }
+            }
+        }
+        JoinState {
+            added,
+            count,
+            members,
+        }
+    }
+
+    /// Rows whose key starts with `prefix`: a range read over the run's partition when the
+    /// prefix names one, otherwise a scan of the table.
+    async fn scan(&self, op: &'static str, prefix: &str, pk_only: bool) -> Result<Vec<Row>> {
+        let (start, end) = match prefix.split_once('/') {
+            Some(_) => {
+                let p = Value::String(partition(prefix).to_string());
+                let end_k = successor(prefix)
+                    .map(Value::String)
+                    .unwrap_or(Value::InfMax);
+                (
+                    Row::with_pk(vec![
+                        ("p", p.clone()),
+                        ("k", Value::String(prefix.to_string())),
+                    ]),
+                    Row::with_pk(vec![("p", p), ("k", end_k)]),
+                )
+            }
+            None => (
+                Row::with_pk(vec![("p", Value::InfMin), ("k", Value::InfMin)]),
+                Row::with_pk(vec![("p", Value::InfMax), ("k", Value::InfMax)]),
+            ),
+        };
+        let mut next = Some(start.encode());
+        let end = end.encode();
+        let mut out = Vec::new();
+        while let Some(from) = next.take() {
+            let req = proto::GetRangeRequest {
+                table_name: self.table.clone(),
+                direction: proto::Direction::Forward as i32,
+                columns_to_get: if pk_only {
+                    vec!["p".into(), "k".into()]
+                } else {
+                    vec![]
+                },
+                time_range: None,
+                max_versions: Some(1),
+                limit: Some(1000),
+                inclusive_start_primary_key: from,
+                exclusive_end_primary_key: end.clone(),
+                filter: None,
+                start_column: None,
+                end_column: None,
+                token: None,
+                transaction_id: None,
+            };
+            let resp: proto::GetRangeResponse = self
+                .client
+                .call("GetRange", &req)
+                .await
+                .map_err(|e| self.map(op, prefix, &e, true))?;
+            let rows = joint_shim_aliyun::ots::plainbuffer::decode_rows(&resp.rows)
+                .map_err(|e| self.err(ErrorKind::Other, op, prefix, e.to_string()))?;
+            out.extend(rows.into_iter().filter(
+                |r| matches!(r.pk_value("k"), Some(Value::String(k)) if k.starts_with(prefix)),
+            ));
+            next = resp.next_start_primary_key.filter(|b| !b.is_empty());
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl CoordStore for TablestoreCoordStore {
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities {
+            item_limit: self.item_limit,
+            atomic_join: true,
+            consistent_read: true,
+        }
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<Created> {
+        if value.len() as u64 > self.item_limit {
+            return Err(self.err(
+                ErrorKind::PayloadTooLarge,
+                "create",
+                key,
+                format!(
+                    "value of {} bytes is over the {}-byte item limit",
+                    value.len(),
+                    self.item_limit
+                ),
+            ));
+        }
+        for _ in 0..3 {
+            let row = Row::with_pk(pk(key)).cell(Cell::put("v", Value::Blob(value.to_vec())));
+            let req = proto::PutRowRequest {
+                table_name: self.table.clone(),
+                row: row.encode(),
+                condition: cond(RowExistenceExpectation::ExpectNotExist, None),
+                return_content: None,
+                transaction_id: None,
+            };
+            match self
+                .client
+                .call::<_, proto::PutRowResponse>("PutRow", &req)
+                .await
+            {
+                Ok(_) => return Ok(Created::New),
+                Err(e) if e.is_condition_failed() => {
+                    if let Some(item) = self
+                        .get_row("create", key, (None, None))
+                        .await?
+                        .as_ref()
+                        .and_then(Self::item)
+                    {
+                        return Ok(Created::Existing(item));
+                    }
+                    // Deleted between the two requests (GC): try to create again.
+                }
+                // A conditional create is safe to replay: a retry either creates or loses.
+                Err(e) => return Err(self.map("create", key, &e, true)),
+            }
+        }
+        Err(self.err(
+            ErrorKind::Other,
+            "create",
+            key,
+            "the item kept appearing and disappearing (concurrent deletion)",
+        ))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<StoredItem>> {
+        Ok(self
+            .get_row("get", key, (None, None))
+            .await?
+            .as_ref()
+            .and_then(Self::item))
+    }
+
+    async fn add_invoked(&self, key: &str, names: &[String]) -> Result<BTreeSet<String>> {
+        let mut row = Row::with_pk(pk(key));
+        for n in names {
+            row = row.cell(Cell::put(
+                &self.col("add_invoked", key, "i_", n)?,
+                Value::Boolean(true),
+            ));
+        }
+        if !names.is_empty() {
+            let req = proto::UpdateRowRequest {
+                table_name: self.table.clone(),
+                row_change: row.encode(),
+                condition: cond(RowExistenceExpectation::ExpectExist, None),
+                return_content: None,
+                transaction_id: None,
+            };
+            match self
+                .client
+                .call::<_, proto::UpdateRowResponse>("UpdateRow", &req)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_condition_failed() => {
+                    return Err(self.err(
+                        ErrorKind::NotFound,
+                        "add_invoked",
+                        key,
+                        "no output item to record invocations in",
+                    ));
+                }
+                // Setting the same columns again is idempotent.
+                Err(e) => return Err(self.map("add_invoked", key, &e, true)),
+            }
+        }
+        // Read back only the `i_` column range.
+        match self
+            .get_row("add_invoked", key, (Some("i_"), Some("i`")))
+            .await?
+        {
+            Some(r) => Ok(Self::invoked(&r)),
+            None => Err(self.err(
+                ErrorKind::NotFound,
+                "add_invoked",
+                key,
+                "the item disappeared",
+            )),
+        }
+    }
+
+    async fn join(
+        &self,
+        key: &str,
+        member: &str,
+        value: Bytes,
+        capacity: u32,
+        complete_at: u32,
+    ) -> Result<JoinState> {
+        let b = self.col("join", key, "b_", member)?;
+        let m = self.col("join", key, "m_", member)?;
+        let row = Row::with_pk(pk(key))
+            .cell(Cell::put(&b, Value::Boolean(true)))
+            .cell(Cell::put(&m, Value::Blob(value.to_vec())))
+            .cell(Cell::increment("n", 1));
+        let filter = composite_filter(
+            LogicalOperator::LoAnd,
+            vec![
+                single_column_filter(&b, ComparatorType::CtNotEqual, &Value::Boolean(true), true),
+                single_column_filter(
+                    "n",
+                    ComparatorType::CtLessThan,
+                    &Value::Integer(capacity as i64),
+                    true,
+                ),
+            ],
+        );
+        let req = proto::UpdateRowRequest {
+            table_name: self.table.clone(),
+            row_change: row.encode(),
+            condition: cond(RowExistenceExpectation::Ignore, Some(filter)),
+            return_content: Some(proto::ReturnContent {
+                return_type: Some(proto::ReturnType::RtAfterModify as i32),
+                return_column_names: vec!["n".into()],
+            }),
+            transaction_id: None,
+        };
+        match self
+            .client
+            .call::<_, proto::UpdateRowResponse>("UpdateRow", &req)
+            .await
+        {
+            Ok(resp) => {
+                let after = self.decode_row("join", key, resp.row.as_deref().unwrap_or(&[]))?;
+                let st = Self::join_state(after.as_ref(), true, u32::MAX);
+                if st.count >= complete_at {
+                    let full = self.get_row("join", key, (None, None)).await?;
+                    let mut s = Self::join_state(full.as_ref(), true, complete_at);
+                    s.count = st.count;
+                    return Ok(s);
+                }
+                Ok(st)
+            }
+            Err(e) if e.is_condition_failed() => {
+                // Already a member, or the join is full: report the state without adding.
+                let full = self.get_row("join", key, (None, None)).await?;
+                Ok(Self::join_state(full.as_ref(), false, complete_at))
+            }
+            // An increment is not idempotent, but the condition makes a replay of the same
+            // member fail instead of double-counting.
+            Err(e) => Err(self.map("join", key, &e, true)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
+        let mut out: Vec<(String, StoredItem)> = self
+            .scan("list", prefix, false)
+            .await?
+            .iter()
+            .filter_map(|r| match (r.pk_value("k"), Self::item(r)) {
+                (Some(Value::String(k)), Some(it)) => Some((k.clone(), it)),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let rows = self.scan("delete_prefix", prefix, true).await?;
+        let mut deleted = 0u64;
+        for chunk in rows.chunks(BATCH) {
+            let req = proto::BatchWriteRowRequest {
+                tables: vec![proto::TableInBatchWriteRowRequest {
+                    table_name: self.table.clone(),
+                    rows: chunk
+                        .iter()
+                        .map(|r| {
+                            let mut d = Row {
+                                pk: r.pk.clone(),
+                                ..Row::default()
+                            };
+                            d.delete_marker = true;
+                            proto::RowInBatchWriteRowRequest {
+                                r#type: proto::OperationType::Delete as i32,
+                                row_change: d.encode(),
+                                condition: cond(RowExistenceExpectation::Ignore, None),
+                                return_content: None,
+                            }
+                        })
+                        .collect(),
+                }],
+                transaction_id: None,
+            };
+            let resp: proto::BatchWriteRowResponse = self
+                .client
+                .call("BatchWriteRow", &req)
+                .await
+                .map_err(|e| self.map("delete_prefix", prefix, &e, true))?;
+            for t in &resp.tables {
+                for r in &t.rows {
+                    if r.is_ok {
+                        deleted += 1;
+                    } else if let Some(e) = &r.error {
+                        let oe = OtsError {
+                            status: 200,
+                            code: e.code.clone(),
+                            message: e.message.clone().unwrap_or_default(),
+                            request_id: None,
+                        };
+                        return Err(self.map("delete_prefix", prefix, &oe, true));
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,48 @@
+//! Shared by the emulator tests: which emulators are configured, and fresh tables on them.
+
+use joint_store::dynamo::create_table;
+use joint_store::{DynamoCoordStore, DynamoStoreBuilder};
+
+/// The emulators configured through the environment: (name, endpoint URL).
+pub fn emulators() -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (name, var) in [
+        ("ministack", "JOINT_TEST_MINISTACK_URL"),
+        ("moto", "JOINT_TEST_MOTO_URL"),
+    ] {
+        match std::env::var(var) {
+            Ok(url) if !url.is_empty() => out.push((name, url)),
+            _ => eprintln!("skipped {name}: set {var} (scripts/test.sh starts it)"),
+        }
+    }
+    out
+}
+
+/// A unique suffix.
+pub fn uniq() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
+}
+
+/// A store on a fresh table of the emulator at `url`.
+pub async fn fresh_store(url: &str) -> DynamoCoordStore {
+    let store = DynamoStoreBuilder::new()
+        .with_config("region", "us-east-1")
+        .with_config("endpoint_url", url)
+        .with_config("access_key_id", "test")
+        .with_config("secret_access_key", "test")
+        .with_table(format!("joint-test-{}", uniq()))
+        .build()
+        .await
+        .expect("store config");
+    create_table(store.client(), store.table())
+        .await
+        .expect("create table");
+    store
+}
