@@ -14,9 +14,15 @@ use crate::harness::cpu_ms;
 /// Benchmark arguments.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `chain`, `scale`, `paper` or `sfn`.
+    /// Which benchmark: `chain`, `scale`, `paper`, `sfn` or `failover`.
     #[arg(default_value = "chain")]
     pub which: String,
+    /// `failover`: length of the experiment in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// `failover`: a new run every this many ms.
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: u64,
     /// Map width of the `scale` benchmark.
     #[arg(long, default_value_t = 10_000)]
     pub width: u32,
@@ -93,10 +99,27 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
     match a.which.as_str() {
         "chain" => {}
         "scale" => return scale(a.width).await,
+        "failover" => {
+            let latency = match &a.latency {
+                None => serde_json::from_str(include_str!("../../../examples/latency/paper.json")),
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(serde_json::Error::io)
+                    .and_then(|t| serde_json::from_str(&t)),
+            };
+            return match latency {
+                Ok(l) => crate::failoverbench::failover(a.seconds, a.interval_ms, l).await,
+                Err(e) => {
+                    eprintln!("error: latency profile: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         "paper" => return crate::paperbench::paper(&a).await,
         "sfn" => return crate::sfnbench::sfn(&a).await,
         other => {
-            eprintln!("error: unknown benchmark '{other}' (known: chain, scale, paper, sfn)");
+            eprintln!(
+                "error: unknown benchmark '{other}' (known: chain, scale, paper, sfn, failover)"
+            );
             return ExitCode::from(2);
         }
     }

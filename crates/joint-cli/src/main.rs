@@ -4,6 +4,7 @@ mod aliyun;
 mod aws;
 mod bench;
 mod deploy;
+mod failoverbench;
 mod graph;
 mod harness;
 mod load;

@@ -180,6 +180,19 @@ pub async fn paper(a: &BenchArgs) -> ExitCode {
                 },
                 fmt_cost(&m.cost(&prices))
             );
+            if *sys == System::Joint {
+                let o = &m.ops;
+                println!(
+                    "{:<34} joint datastore ops by type per run: get {} · create {} · invoked-set {} · join {} · blob put {} · blob get {}",
+                    "",
+                    o.coord_get,
+                    o.coord_create,
+                    o.coord_add_invoked,
+                    o.coord_join,
+                    o.blob_put,
+                    o.blob_get
+                );
+            }
         }
     }
     println!();

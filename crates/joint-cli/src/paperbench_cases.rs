@@ -1,36 +1,15 @@
-//! The workloads of `joint bench paper`.
+//! The workloads of `joint bench paper`: the paper's four workflows (crate
+//! `joint_examples::paper`) at the paper's sizes.
 
 use std::sync::Arc;
 
-use serde_json::json;
+use joint_examples::paper;
 
 use crate::paperbench::Case;
-
-fn load(name: &str, src: &str) -> Result<Arc<joint_core::workflow::Workflow>, String> {
-    joint_core::compile::load(name, src)
-        .map(Arc::new)
-        .map_err(|d| format!("{name}: {d}"))
-}
-
-/// IoT chain of `len` functions alternating aws/aliyun with a 1 KB payload.
-fn iot(len: u32) -> Result<Arc<joint_core::workflow::Workflow>, String> {
-    let mut src = String::from("workflow: iot\nfunctions:\n");
-    for i in 0..len {
-        let cloud = if i % 2 == 0 { "aws" } else { "aliyun" };
-        src.push_str(&format!(
-            "  - name: record{i}\n    cloud: {cloud}\n    memory_mb: 512\n    handler: echo\n"
-        ));
-        if i + 1 < len {
-            src.push_str(&format!("    next: [{{to: record{}}}]\n", i + 1));
-        }
-    }
-    load("iot.yaml", &src)
-}
 
 /// Every case, paper sizes (or smaller ones with `quick`).
 pub fn cases(quick: bool) -> Result<Vec<Case>, String> {
     let mut out = Vec::new();
-    let payload = json!({"reading": "x".repeat(1000)});
     let lens: Vec<u32> = if quick {
         vec![1, 5, 10]
     } else {
@@ -40,9 +19,39 @@ pub fn cases(quick: bool) -> Result<Vec<Case>, String> {
         out.push(Case {
             family: "iot",
             size: format!("len={len}"),
-            workflow: iot(len)?,
-            input: payload.clone(),
+            workflow: Arc::new(paper::iot_chain(len)),
+            input: paper::iot_input(1024, 7),
         });
     }
+    let samples: u64 = if quick { 100_000 } else { 1_000_000 };
+    let widths: Vec<u32> = if quick {
+        vec![2, 16, 64]
+    } else {
+        vec![2, 4, 8, 16, 32, 64, 128, 256]
+    };
+    let mc = Arc::new(paper::monte_carlo());
+    for b in widths {
+        out.push(Case {
+            family: "mc",
+            size: format!("branches={b}"),
+            workflow: mc.clone(),
+            input: paper::monte_carlo_input(b, samples, 11),
+        });
+    }
+    let video = Arc::new(paper::video_analytics());
+    for fanout in [4, 8] {
+        out.push(Case {
+            family: "video",
+            size: format!("fanout={fanout}"),
+            workflow: video.clone(),
+            input: paper::video_input(fanout, if quick { 64 } else { 240 }, 1),
+        });
+    }
+    out.push(Case {
+        family: "qa",
+        size: "4 questions".into(),
+        workflow: Arc::new(paper::question_answering()),
+        input: paper::qa_input(4, 3),
+    });
     Ok(out)
 }
