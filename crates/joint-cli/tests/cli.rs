@@ -332,3 +332,64 @@ fn signed_runs_with_joint_keys_and_bad_keys_are_refused() {
     );
     assert!(!err.contains("0001"), "the secret is not echoed: {err}");
 }
+
+/// Credentials and keys never appear in logs, errors or Debug output: a verbose run against
+/// unreachable AWS and Aliyun endpoints, with every secret set, must not print any of them.
+#[test]
+fn secrets_never_appear_in_a_verbose_failing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = dir.path().join("deploy.yaml");
+    std::fs::write(
+        &deploy,
+        "clouds:\n  aws: {backend: aws, region: us-east-1, endpoint_url: 'http://127.0.0.1:9', table: joint, bucket: joint-bucket}\n  aliyun: {backend: aliyun, region: cn-hangzhou, account_id: '123', fc_endpoint: 'http://127.0.0.1:9', oss_endpoint: 'http://127.0.0.1:9', bucket: joint-bucket, ots_endpoint: 'http://127.0.0.1:9', instance: jointinst, table: joint}\n",
+    )
+    .unwrap();
+    let def = dir.path().join("w.yaml");
+    std::fs::write(
+        &def,
+        "workflow: w\nfunctions:\n  - {name: a, cloud: local-a, handler: inc, next: [{to: b}]}\n  - {name: b, cloud: aws, failover: [aliyun], handler: inc}\n",
+    )
+    .unwrap();
+    let secrets = [
+        ("AWS_SECRET_ACCESS_KEY", "AwsSecretValue0123456789"),
+        ("AWS_SESSION_TOKEN", "AwsSessionToken0123456789"),
+        (
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "AliyunSecretValue0123456789",
+        ),
+        ("ALIBABA_CLOUD_SECURITY_TOKEN", "AliyunStsToken0123456789"),
+    ];
+    let key_hex = "5ec2e75ec2e75ec2e75ec2e75ec2e75e";
+    let mut cmd = joint();
+    cmd.env("JOINT_LOG", "trace")
+        .env("JOINT_KEYS", format!("k1:{key_hex}"))
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIEXAMPLE");
+    for (k, v) in secrets {
+        cmd.env(k, v);
+    }
+    let o = cmd
+        .args(["run"])
+        .arg(&def)
+        .args(["--input", "1", "--timeout", "3", "--clouds"])
+        .arg(&deploy)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the clouds are unreachable: {}",
+        text(&o)
+    );
+    let all = text(&o);
+    assert!(
+        all.contains("127.0.0.1:9") && all.contains("did not finish in time"),
+        "the run really tried the unreachable clouds: {all}"
+    );
+    for (k, v) in secrets {
+        assert!(!all.contains(v), "{k} leaked:\n{all}");
+    }
+    assert!(!all.contains(key_hex), "the signing key leaked:\n{all}");
+}
