@@ -105,6 +105,9 @@ impl Observer for UsageObserver {
             }
             ObsEvent::Invoked {
                 from, to, bytes, ..
+            }
+            | ObsEvent::Fetched {
+                from, to, bytes, ..
             } if from != to => u.cross += bytes,
             _ => {}
         }

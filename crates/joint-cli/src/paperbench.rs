@@ -52,6 +52,24 @@ fn fmt_cost(c: &joint_core::cost::Cost) -> String {
     )
 }
 
+/// Outputs agree: equal, with floating-point numbers equal to 1e-9 relative (a value computed
+/// in-process and one that crossed JSON between functions may differ in the last bit).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+            _ => x == y,
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// Run the comparison and print the tables.
 pub async fn paper(a: &BenchArgs) -> ExitCode {
     let latency: LatencyProfile = match load_text(a.latency.as_deref(), DEFAULT_LATENCY)
@@ -144,7 +162,7 @@ pub async fn paper(a: &BenchArgs) -> ExitCode {
         }
         let joint_p50 = rows[0].1.pct(0.5);
         for (sys, m) in &rows {
-            if m.output != rows[0].1.output {
+            if !same(&m.output, &rows[0].1.output) {
                 eprintln!(
                     "error: {} {}: {} computed {} but joint computed {}",
                     case.family,

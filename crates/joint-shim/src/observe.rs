@@ -87,6 +87,17 @@ pub enum ObsEvent {
         /// Event size in bytes.
         bytes: u64,
     },
+    /// An instance read data (a blob or another instance's output) held by another cloud.
+    Fetched {
+        /// Run id.
+        run: String,
+        /// Cloud holding the data.
+        from: String,
+        /// Cloud reading it.
+        to: String,
+        /// Bytes read.
+        bytes: u64,
+    },
     /// An invocation failed over.
     Failover {
         /// Run id.

@@ -67,7 +67,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_envelope: DEFAULT_MAX_ENVELOPE,
-            invoke_concurrency: 32,
+            invoke_concurrency: 128,
             fetch_concurrency: 32,
             machine: machine::Config::default(),
             invoke: InvokeConfig::default(),
@@ -585,12 +585,34 @@ impl Runtime {
             }
             Action::Fetch { refs } => {
                 let n = self.inner.cfg.fetch_concurrency.max(1);
+                let holders: Vec<String> = refs
+                    .iter()
+                    .map(|r| match r {
+                        Ref::Blob(b) => b.cloud.clone(),
+                        Ref::Item { cloud, .. } => cloud.clone(),
+                    })
+                    .collect();
                 let got: Vec<Result<Vec<u8>>> =
                     stream::iter(refs.into_iter().map(|r| self.fetch(r)))
                         .buffered(n)
                         .collect()
                         .await;
-                Answer::Fetched(got.into_iter().collect::<Result<_>>()?)
+                let got = got.into_iter().collect::<Result<Vec<_>>>()?;
+                let mut by_cloud: BTreeMap<&str, u64> = BTreeMap::new();
+                for (from, bytes) in holders.iter().zip(&got) {
+                    if from != cloud {
+                        *by_cloud.entry(from).or_default() += bytes.len() as u64;
+                    }
+                }
+                for (from, bytes) in by_cloud {
+                    self.emit(ObsEvent::Fetched {
+                        run: run.to_string(),
+                        from: from.to_string(),
+                        to: cloud.to_string(),
+                        bytes,
+                    });
+                }
+                Answer::Fetched(got)
             }
             Action::Run { input, retry } => {
                 Answer::Ran(self.run_user(sub, input, retry, m, cloud).await?)
