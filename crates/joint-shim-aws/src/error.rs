@@ -2,9 +2,9 @@
 //! the SDK's transport class, mapped to the shim's semantic kinds.
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::RequestId;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use joint_shim::{Error, ErrorKind};
+use joint_store::dynamo::error::{kind_of_status, transport_failure, with_metadata};
 
 /// Which service an error came from (codes differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,22 +71,6 @@ pub(crate) fn kind_of_code(service: Service, code: &str) -> Option<ErrorKind> {
     }
 }
 
-/// The semantic kind of an HTTP status.
-pub(crate) fn kind_of_status(status: u16) -> ErrorKind {
-    match status {
-        400 => ErrorKind::InvalidInput,
-        401 | 403 => ErrorKind::AccessDenied,
-        404 => ErrorKind::NotFound,
-        408 => ErrorKind::Timeout,
-        409 => ErrorKind::Precondition,
-        412 => ErrorKind::Precondition,
-        413 => ErrorKind::PayloadTooLarge,
-        429 => ErrorKind::Throttled,
-        500..=599 => ErrorKind::Unavailable,
-        _ => ErrorKind::Other,
-    }
-}
-
 /// Map an SDK error of `op` on `target` (a key or function) into the shim's [`Error`], with the
 /// provider's code and request id.
 pub fn parse_error<E>(
@@ -103,30 +87,9 @@ where
         Service::S3 => "S3",
         Service::Lambda => "Lambda",
     };
-    let (kind, message) = match err {
-        SdkError::TimeoutError(_) => (ErrorKind::Timeout, "the request timed out".to_string()),
-        SdkError::DispatchFailure(d) => {
-            let kind = if d.is_timeout() {
-                ErrorKind::Timeout
-            } else if d.is_user() {
-                ErrorKind::InvalidInput
-            } else {
-                ErrorKind::Unavailable
-            };
-            (
-                kind,
-                format!("cannot reach {name}: {}", DisplayErrorContext(err)),
-            )
-        }
-        SdkError::ConstructionFailure(_) => (
-            ErrorKind::InvalidInput,
-            format!("cannot build the request: {}", DisplayErrorContext(err)),
-        ),
-        SdkError::ResponseError(_) => (
-            ErrorKind::Unavailable,
-            format!("unreadable {name} response: {}", DisplayErrorContext(err)),
-        ),
-        _ => {
+    let (kind, message) = match transport_failure(err, name) {
+        Some(failure) => failure,
+        None => {
             let code = err.code().unwrap_or_default();
             let status = err.raw_response().map(|r| r.status().as_u16());
             let kind = kind_of_code(service, code)
@@ -148,15 +111,9 @@ where
             (kind, msg)
         }
     };
-    let mut e = Error::new(kind, backend, op, target, message);
-    if let Some(code) = err.code() {
-        e = e.with_provider_code(code);
-        if matches!(code, "NoSuchBucket") {
-            e = e.with_retryable(false);
-        }
-    }
-    if let Some(id) = err.request_id() {
-        e = e.with_request_id(id);
+    let mut e = with_metadata(Error::new(kind, backend, op, target, message), err);
+    if err.code() == Some("NoSuchBucket") {
+        e = e.with_retryable(false);
     }
     e
 }

@@ -34,19 +34,73 @@ fn kind_of_code(code: &str, message: &str) -> Option<ErrorKind> {
     })
 }
 
-/// The semantic kind of an HTTP status.
-pub(crate) fn kind_of_status(status: u16) -> ErrorKind {
+/// The semantic kind of an HTTP status from any AWS service.
+pub fn kind_of_status(status: u16) -> ErrorKind {
     match status {
         400 => ErrorKind::InvalidInput,
         401 | 403 => ErrorKind::AccessDenied,
         404 => ErrorKind::NotFound,
         408 => ErrorKind::Timeout,
-        412 => ErrorKind::Precondition,
+        409 | 412 => ErrorKind::Precondition,
         413 => ErrorKind::PayloadTooLarge,
         429 => ErrorKind::Throttled,
         500..=599 => ErrorKind::Unavailable,
         _ => ErrorKind::Other,
     }
+}
+
+/// The kind and message of an AWS SDK failure that is not the service's answer (a timeout, an
+/// unreachable endpoint, a request that could not be built, an unreadable response); `None` for a
+/// service error, which the caller maps by its code. Shared by every AWS backend.
+pub fn transport_failure<E>(
+    err: &SdkError<E, HttpResponse>,
+    service: &str,
+) -> Option<(ErrorKind, String)>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    Some(match err {
+        SdkError::TimeoutError(_) => (ErrorKind::Timeout, "the request timed out".to_string()),
+        SdkError::DispatchFailure(d) => {
+            let kind = if d.is_timeout() {
+                ErrorKind::Timeout
+            } else if d.is_user() {
+                ErrorKind::InvalidInput
+            } else {
+                ErrorKind::Unavailable
+            };
+            (
+                kind,
+                format!("cannot reach {service}: {}", DisplayErrorContext(err)),
+            )
+        }
+        SdkError::ConstructionFailure(_) => (
+            ErrorKind::InvalidInput,
+            format!("cannot build the request: {}", DisplayErrorContext(err)),
+        ),
+        SdkError::ResponseError(_) => (
+            ErrorKind::Unavailable,
+            format!(
+                "unreadable {service} response: {}",
+                DisplayErrorContext(err)
+            ),
+        ),
+        _ => return None,
+    })
+}
+
+/// Attach the provider's error code and request id of `err` to `e`.
+pub fn with_metadata<E>(mut e: Error, err: &SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata,
+{
+    if let Some(code) = err.code() {
+        e = e.with_provider_code(code);
+    }
+    if let Some(id) = err.request_id() {
+        e = e.with_request_id(id);
+    }
+    e
 }
 
 /// Map an SDK error of operation `op` on `target` (a key) into the shim's [`Error`], keeping the
@@ -60,30 +114,9 @@ pub fn parse_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let (kind, message) = match err {
-        SdkError::TimeoutError(_) => (ErrorKind::Timeout, "the request timed out".to_string()),
-        SdkError::DispatchFailure(d) => {
-            let kind = if d.is_timeout() {
-                ErrorKind::Timeout
-            } else if d.is_user() {
-                ErrorKind::InvalidInput
-            } else {
-                ErrorKind::Unavailable
-            };
-            (
-                kind,
-                format!("cannot reach DynamoDB: {}", DisplayErrorContext(err)),
-            )
-        }
-        SdkError::ConstructionFailure(_) => (
-            ErrorKind::InvalidInput,
-            format!("cannot build the request: {}", DisplayErrorContext(err)),
-        ),
-        SdkError::ResponseError(_) => (
-            ErrorKind::Unavailable,
-            format!("unreadable response: {}", DisplayErrorContext(err)),
-        ),
-        _ => {
+    let (kind, message) = match transport_failure(err, "DynamoDB") {
+        Some(failure) => failure,
+        None => {
             let code = err.code().unwrap_or_default();
             let msg = err.message().unwrap_or_default().to_string();
             let status = err.raw_response().map(|r| r.status().as_u16());
@@ -104,16 +137,10 @@ where
             (kind, msg)
         }
     };
-    let mut e = Error::new(kind, backend, op, target, message);
-    if let Some(code) = err.code() {
-        e = e.with_provider_code(code);
-        if code == "ResourceNotFoundException" {
-            // Retrying cannot create the table; failing over can help.
-            e = e.with_retryable(false);
-        }
-    }
-    if let Some(id) = err.request_id() {
-        e = e.with_request_id(id);
+    let mut e = with_metadata(Error::new(kind, backend, op, target, message), err);
+    if err.code() == Some("ResourceNotFoundException") {
+        // Retrying cannot create the table; failing over can help.
+        e = e.with_retryable(false);
     }
     e
 }

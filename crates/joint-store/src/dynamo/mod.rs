@@ -31,7 +31,7 @@
 mod admin;
 mod builder;
 mod connection;
-mod error;
+pub mod error;
 mod item;
 mod keys;
 mod prefix;
