@@ -225,6 +225,10 @@ async fn datastore_operations_per_step() {
             s.coord_get,
             s.blob_put
         );
-        assert!(writes >= 1, "{what}: the step commits its output");
+        // Exactly the step's round trips (eager policy): one consistent read, one
+        // create-if-absent, at most one invoked-set update, each one DynamoDB request.
+        assert_eq!(s.coord_get, 1, "{what}: {s:?}");
+        assert_eq!(s.coord_create, 1, "{what}: {s:?}");
+        assert!(s.coord_add_invoked <= 1, "{what}: {s:?}");
     }
 }

@@ -205,8 +205,14 @@ impl ServeDeployment {
         let rt = &self.runtime;
         rt.start(run_id, input).await.map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(120);
+        // Poll the home cloud only, so polling never counts as a read of another cloud's store.
+        let home = rt.home().map_err(|e| e.to_string())?.faas.clone();
+        let key = joint_core::naming::run_key(run_id);
         let rec = loop {
-            if let Some(rec) = rt.run_record(run_id).await.map_err(|e| e.to_string())? {
+            let home_store = &rt.clouds().get(&home).map_err(|e| e.to_string())?.coord;
+            if let Some(item) = home_store.get(&key).await.map_err(|e| e.to_string())? {
+                let rec: joint_core::envelope::RunRecord =
+                    serde_json::from_slice(&item.value).map_err(|e| e.to_string())?;
                 break rec;
             }
             if Instant::now() > deadline {
