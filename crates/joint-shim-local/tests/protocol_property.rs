@@ -403,10 +403,24 @@ fn check(seed: u64, chaos: Chaos) {
     });
 }
 
+/// The proptest seed: fixed (so CI is reproducible) unless `JOINT_PROP_SEED` names another one
+/// or says `random`.
+fn seed() -> proptest::test_runner::RngSeed {
+    match std::env::var("JOINT_PROP_SEED").as_deref() {
+        Ok("random") => proptest::test_runner::RngSeed::Random,
+        Ok(s) => s
+            .parse()
+            .map(proptest::test_runner::RngSeed::Fixed)
+            .unwrap_or(proptest::test_runner::RngSeed::Fixed(20_261_130)),
+        Err(_) => proptest::test_runner::RngSeed::Fixed(20_261_130),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("JOINT_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
         failure_persistence: None,
+        rng_seed: seed(),
         ..ProptestConfig::default()
     })]
 
