@@ -48,7 +48,12 @@ for f in scripts/services/*.sh; do
   printf '%s\n' "$env_out" | sed 's/=.*/=…/'
 done
 
+step "cargo build --workspace --all-targets (the example Lambda binary the ministack tests deploy)"
+cargo build --workspace --all-targets
+
 step "cargo test --workspace"
+# Every emulator test must run here: a missing emulator or binary fails instead of skipping.
+export JOINT_TEST_STRICT=1
 cargo test --workspace --all-targets
 
 for f in scripts/checks/*.sh; do

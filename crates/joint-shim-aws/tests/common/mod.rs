@@ -7,11 +7,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use joint_shim_aws::{AwsBuilder, AwsCloud};
 
-/// The emulator URL in `var`, or None after printing why the test is skipped.
+/// Whether a skipped emulator test is a failure (`scripts/test.sh` sets `JOINT_TEST_STRICT=1`).
+pub fn strict() -> bool {
+    std::env::var("JOINT_TEST_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// The emulator URL in `var`, or None after printing why the test is skipped (a panic under
+/// `JOINT_TEST_STRICT=1`).
 pub fn emulator(name: &str, var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            assert!(
+                !strict(),
+                "{name}: {var} is not set, but JOINT_TEST_STRICT=1"
+            );
             eprintln!("skipped {name}: set {var} (scripts/test.sh starts it)");
             None
         }
@@ -130,6 +140,10 @@ pub fn bootstrap_exe() -> Option<Vec<u8>> {
             return Some(b);
         }
     }
+    assert!(
+        !strict(),
+        "the example function target/debug/examples/joint-lambda is not built, but JOINT_TEST_STRICT=1 (cargo build --workspace --all-targets builds it)"
+    );
     eprintln!("skipped: build the example function first (cargo build --workspace --all-targets)");
     None
 }

@@ -12,7 +12,13 @@ pub fn emulators() -> Vec<(&'static str, String)> {
     ] {
         match std::env::var(var) {
             Ok(url) if !url.is_empty() => out.push((name, url)),
-            _ => eprintln!("skipped {name}: set {var} (scripts/test.sh starts it)"),
+            _ => {
+                assert!(
+                    std::env::var("JOINT_TEST_STRICT").as_deref() != Ok("1"),
+                    "{name}: {var} is not set, but JOINT_TEST_STRICT=1"
+                );
+                eprintln!("skipped {name}: set {var} (scripts/test.sh starts it)")
+            }
         }
     }
     out
