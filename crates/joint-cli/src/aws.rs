@@ -76,17 +76,9 @@ pub async fn run(args: AwsArgs) -> ExitCode {
                 let bucket = cloud.blob.bucket().to_string();
                 cloud
                     .blob
-                    .client()
                     .create_bucket()
-                    .bucket(&bucket)
-                    .send()
                     .await
-                    .map_err(|e| {
-                        format!(
-                            "create bucket {bucket}: {}",
-                            aws_sdk_s3::error::DisplayErrorContext(e)
-                        )
-                    })?;
+                    .map_err(|e| format!("create bucket {bucket}: {e}"))?;
                 println!("created bucket {bucket}");
             }
         }

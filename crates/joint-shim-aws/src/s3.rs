@@ -70,6 +70,25 @@ impl S3BlobStore {
         &self.client
     }
 
+    /// Create the bucket (setup: `joint aws create-bucket`, the benches and the tests).
+    pub async fn create_bucket(&self) -> Result<()> {
+        self.client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                parse_error(
+                    &e,
+                    Service::S3,
+                    &self.backend,
+                    "create_bucket",
+                    &self.bucket,
+                )
+            })
+    }
+
     fn object_key(&self, key: &str) -> String {
         format!("{}{key}", self.key_prefix)
     }

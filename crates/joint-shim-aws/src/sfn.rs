@@ -299,17 +299,9 @@ pub async fn deploy_joint(
             .await
             .map_err(|e| format!("create table {table}: {e}"))?;
         ac.blob
-            .client()
             .create_bucket()
-            .bucket(&bucket)
-            .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "create bucket {bucket}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(|e| format!("create bucket {bucket}: {e}"))?;
         settings.insert(
             c.clone(),
             Value::Object(kv.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()),

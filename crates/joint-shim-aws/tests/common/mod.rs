@@ -69,13 +69,7 @@ pub async fn fresh_cloud(url: &str, cloud: &str, extra: &[(&str, &str)]) -> AwsC
     joint_store::dynamo::create_table(c.coord.client(), c.coord.table())
         .await
         .expect("create table");
-    c.blob
-        .client()
-        .create_bucket()
-        .bucket(c.blob.bucket())
-        .send()
-        .await
-        .expect("create bucket");
+    c.blob.create_bucket().await.expect("create bucket");
     c
 }
 
