@@ -8,42 +8,16 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime as LambdaRuntime};
 use joint_shim::{Clouds, Runtime, RuntimeConfig};
+use joint_shim_aws::sfn::{Emulator, zip_bootstrap};
 use serde_json::json;
 
-async fn create_function(
-    client: &aws_sdk_lambda::Client,
-    name: &str,
-    zip: &[u8],
-    env: &[(&str, String)],
-) {
-    let mut e = Environment::builder();
-    for (k, v) in env {
-        e = e.variables(*k, v.clone());
-    }
-    client
-        .create_function()
-        .function_name(name)
-        .runtime(LambdaRuntime::Providedal2023)
-        .handler("bootstrap")
-        .role("arn:aws:iam::000000000000:role/joint-test")
-        .timeout(60)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(zip.to_vec()))
-                .build(),
-        )
-        .environment(e.build())
-        .send()
+/// Create a `provided.al2023` Lambda on the emulator (the library's deployment code, as the
+/// Step Functions bench uses it).
+async fn create_function(emu: &Emulator, name: &str, zip: &[u8], env: &[(&str, String)]) {
+    emu.create_function(name, zip, env)
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "create {name}: {}",
-                aws_sdk_lambda::error::DisplayErrorContext(e)
-            )
-        });
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -54,16 +28,16 @@ async fn real_lambda_functions_on_ministack() {
     let Some(exe) = common::bootstrap_exe() else {
         return;
     };
-    let zip = common::zip_bootstrap(&exe);
+    let zip = zip_bootstrap(&exe);
+    let emu = Emulator::new(&url).await;
     let id = common::uniq();
 
     // FaaS conformance with an echo and a failing function.
     let prefix = format!("t{id}-");
     let cloud = common::fresh_cloud(&url, "aws", &[("function_prefix", prefix.as_str())]).await;
-    let lambda = cloud.faas.client().clone();
     for (f, h) in [("echo", "echo"), ("fail", "fail")] {
         create_function(
-            &lambda,
+            &emu,
             &format!("{prefix}{f}"),
             &zip,
             &[("JOINT_RAW_FUNCTION", h.to_string())],
@@ -102,7 +76,7 @@ async fn real_lambda_functions_on_ministack() {
         for f in w.functions.values() {
             for c in std::iter::once(&f.faas).chain(f.failover.iter()) {
                 create_function(
-                    &lambda,
+                    &emu,
                     &format!("{wid}-{c}-{}", f.name),
                     &zip,
                     &[

@@ -73,56 +73,6 @@ pub async fn fresh_cloud(url: &str, cloud: &str, extra: &[(&str, &str)]) -> AwsC
     c
 }
 
-/// A zip archive holding `bootstrap` (mode 0755) — stored, uncompressed.
-pub fn zip_bootstrap(exe: &[u8]) -> Vec<u8> {
-    let name = b"bootstrap";
-    let crc = crc32fast::hash(exe);
-    let size = exe.len() as u32;
-    let mut z = Vec::with_capacity(exe.len() + 200);
-    // local file header
-    z.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-    z.extend_from_slice(&20u16.to_le_bytes()); // version needed
-    z.extend_from_slice(&0u16.to_le_bytes()); // flags
-    z.extend_from_slice(&0u16.to_le_bytes()); // stored
-    z.extend_from_slice(&0u32.to_le_bytes()); // time, date
-    z.extend_from_slice(&crc.to_le_bytes());
-    z.extend_from_slice(&size.to_le_bytes());
-    z.extend_from_slice(&size.to_le_bytes());
-    z.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z.extend_from_slice(name);
-    z.extend_from_slice(exe);
-    let cd_start = z.len() as u32;
-    // central directory
-    z.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-    z.extend_from_slice(&((3u16 << 8) | 20).to_le_bytes()); // made by: unix
-    z.extend_from_slice(&20u16.to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z.extend_from_slice(&0u32.to_le_bytes());
-    z.extend_from_slice(&crc.to_le_bytes());
-    z.extend_from_slice(&size.to_le_bytes());
-    z.extend_from_slice(&size.to_le_bytes());
-    z.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes()); // extra
-    z.extend_from_slice(&0u16.to_le_bytes()); // comment
-    z.extend_from_slice(&0u16.to_le_bytes()); // disk
-    z.extend_from_slice(&0u16.to_le_bytes()); // internal attrs
-    z.extend_from_slice(&((0o100755u32) << 16).to_le_bytes()); // external attrs
-    z.extend_from_slice(&0u32.to_le_bytes()); // offset of local header
-    z.extend_from_slice(name);
-    let cd_len = z.len() as u32 - cd_start;
-    z.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z.extend_from_slice(&1u16.to_le_bytes());
-    z.extend_from_slice(&1u16.to_le_bytes());
-    z.extend_from_slice(&cd_len.to_le_bytes());
-    z.extend_from_slice(&cd_start.to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z
-}
-
 /// The example function binary (built by `cargo test --workspace --all-targets`).
 pub fn bootstrap_exe() -> Option<Vec<u8>> {
     let target = std::env::var("CARGO_TARGET_DIR")
