@@ -224,6 +224,26 @@ pub enum Action {
     Done(Outcome),
 }
 
+impl Action {
+    /// Stable name of the action kind (`read_checkpoint`, `run`, `commit`, `join`, `invoke`, …),
+    /// used for crash points, events and timelines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::ReadCheckpoint { .. } => "read_checkpoint",
+            Action::Fetch { .. } => "fetch",
+            Action::Run { .. } => "run",
+            Action::Spill { .. } => "spill",
+            Action::Commit { .. } => "commit",
+            Action::Join { .. } => "join",
+            Action::Invoke { .. } => "invoke",
+            Action::Record { .. } => "record",
+            Action::Finish { .. } => "finish",
+            Action::Gc { .. } => "gc",
+            Action::Done(_) => "done",
+        }
+    }
+}
+
 /// The result of a driver action.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {

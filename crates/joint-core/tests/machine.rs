@@ -35,19 +35,7 @@ fn env(function: &str, input: Value) -> Envelope {
 }
 
 fn kind(a: &Action) -> &'static str {
-    match a {
-        Action::ReadCheckpoint { .. } => "read",
-        Action::Fetch { .. } => "fetch",
-        Action::Run { .. } => "run",
-        Action::Spill { .. } => "spill",
-        Action::Commit { .. } => "commit",
-        Action::Join { .. } => "join",
-        Action::Invoke { .. } => "invoke",
-        Action::Record { .. } => "record",
-        Action::Finish { .. } => "finish",
-        Action::Gc { .. } => "gc",
-        Action::Done(_) => "done",
-    }
+    a.kind()
 }
 
 /// Drive one machine with fixed answers: the function returns `output`; nothing exists yet.
@@ -103,7 +91,17 @@ fn sequence_step_costs_two_writes_and_one_read_eager() {
         json!({"Name": "A", "FaaS": "a", "Next": {"Name": "B", "FaaS": "b", "InvokeMode": "Sequence"}}),
     );
     let (k, acts) = trace(&s, env("A", json!(1)), json!(2), Config::default());
-    assert_eq!(k, ["read", "run", "commit", "invoke", "record", "done"]);
+    assert_eq!(
+        k,
+        [
+            "read_checkpoint",
+            "run",
+            "commit",
+            "invoke",
+            "record",
+            "done"
+        ]
+    );
     let Action::Invoke { calls } = &acts[3] else {
         panic!()
     };
@@ -124,7 +122,10 @@ fn sequence_step_costs_two_writes_lazy() {
 fn end_of_run_writes_the_record_then_collects() {
     let s = sub(json!({"Name": "A", "FaaS": "a"}));
     let (k, acts) = trace(&s, env("A", json!(1)), json!({"r": 1}), Config::default());
-    assert_eq!(k, ["read", "run", "commit", "finish", "gc", "done"]);
+    assert_eq!(
+        k,
+        ["read_checkpoint", "run", "commit", "finish", "gc", "done"]
+    );
     let Action::Finish {
         key, record, ok, ..
     } = &acts[3]
@@ -172,7 +173,7 @@ fn map_invokes_one_per_element_and_records_in_groups() {
     // 32 successors in groups of 10: 4 invokes, 4 records (the paper: 5W1R + 1W1R).
     assert_eq!(k.iter().filter(|x| **x == "invoke").count(), 4);
     assert_eq!(k.iter().filter(|x| **x == "record").count(), 4);
-    assert_eq!(k.iter().filter(|x| **x == "read").count(), 1);
+    assert_eq!(k.iter().filter(|x| **x == "read_checkpoint").count(), 1);
     let Action::Invoke { calls } = &acts[3] else {
         panic!()
     };
@@ -186,7 +187,17 @@ fn map_invokes_one_per_element_and_records_in_groups() {
         Value::Array(list),
         Config::default(),
     );
-    assert_eq!(k, ["read", "run", "commit", "invoke", "record", "done"]);
+    assert_eq!(
+        k,
+        [
+            "read_checkpoint",
+            "run",
+            "commit",
+            "invoke",
+            "record",
+            "done"
+        ]
+    );
 }
 
 #[test]
@@ -221,7 +232,7 @@ fn map_over_a_non_list_fails_the_run_with_a_clear_error() {
         json!({"not": "a list"}),
         Config::default(),
     );
-    assert_eq!(k, ["read", "run", "commit", "finish", "done"]);
+    assert_eq!(k, ["read_checkpoint", "run", "commit", "finish", "done"]);
     let Action::Finish { record, ok, .. } = &acts[3] else {
         panic!()
     };
@@ -257,7 +268,15 @@ fn fan_in_branch_joins_once_and_the_completer_invokes() {
     // The paper's fan-in branch: 5W+4R. Here: 1R + create + join + record = 3W+1R (eager).
     assert_eq!(
         k,
-        ["read", "run", "commit", "join", "invoke", "record", "done"]
+        [
+            "read_checkpoint",
+            "run",
+            "commit",
+            "join",
+            "invoke",
+            "record",
+            "done"
+        ]
     );
     let Action::Join {
         key,
@@ -332,7 +351,7 @@ fn fan_in_non_completer_records_nothing() {
     };
     assert_eq!(
         drive_join(&s, e.clone(), js),
-        ["read", "run", "commit", "join", "done"]
+        ["read_checkpoint", "run", "commit", "join", "done"]
     );
     // A redelivered branch that finds the join complete re-invokes (the aggregator dedups).
     let members: BTreeMap<String, Vec<u8>> = (0..2)
@@ -350,7 +369,15 @@ fn fan_in_non_completer_records_nothing() {
     };
     assert_eq!(
         drive_join(&s, e, js),
-        ["read", "run", "commit", "join", "invoke", "record", "done"]
+        [
+            "read_checkpoint",
+            "run",
+            "commit",
+            "join",
+            "invoke",
+            "record",
+            "done"
+        ]
     );
 }
 
@@ -360,7 +387,7 @@ fn adopted_checkpoint_skips_the_function_and_forwards_the_winner() {
         json!({"Name": "A", "FaaS": "a", "Next": {"Name": "B", "FaaS": "b", "InvokeMode": "Sequence"}}),
     );
     let mut m = Machine::new(&s, env("A", json!(1)), Config::default()).unwrap();
-    assert_eq!(kind(&m.start()), "read");
+    assert_eq!(kind(&m.start()), "read_checkpoint");
     let winner = serde_json::to_vec(&OutputRecord::Ok(Payload::Inline(json!("won")))).unwrap();
     let a = m
         .on(Answer::Checkpoint(Some(StoredItem {
@@ -420,7 +447,15 @@ fn large_outputs_spill_to_the_majority_cloud() {
     let (k, acts) = trace(&s, env("A", json!(1)), big, cfg);
     assert_eq!(
         k,
-        ["read", "run", "spill", "commit", "invoke", "record", "done"]
+        [
+            "read_checkpoint",
+            "run",
+            "spill",
+            "commit",
+            "invoke",
+            "record",
+            "done"
+        ]
     );
     let Action::Spill { blob, .. } = &acts[2] else {
         panic!()
@@ -449,7 +484,7 @@ fn choice_takes_the_first_true_guard_and_cycles_are_bounded() {
     assert_eq!(calls[0].envelope.vars["i"], 2);
     e.vars.insert("i".into(), 3);
     let (k, acts) = trace(&s, e, json!(0), Config::default());
-    assert_eq!(k, ["read", "run", "commit", "finish", "done"]);
+    assert_eq!(k, ["read_checkpoint", "run", "commit", "finish", "done"]);
     let Action::Finish { record, .. } = &acts[3] else {
         panic!()
     };

@@ -129,22 +129,6 @@ impl Deliver for Runtime {
     }
 }
 
-fn action_kind(a: &Action) -> &'static str {
-    match a {
-        Action::ReadCheckpoint { .. } => "read_checkpoint",
-        Action::Fetch { .. } => "fetch",
-        Action::Run { .. } => "run",
-        Action::Spill { .. } => "spill",
-        Action::Commit { .. } => "commit",
-        Action::Join { .. } => "join",
-        Action::Invoke { .. } => "invoke",
-        Action::Record { .. } => "record",
-        Action::Finish { .. } => "finish",
-        Action::Gc { .. } => "gc",
-        Action::Done(_) => "done",
-    }
-}
-
 /// Protocol points where `--chaos crash=P` may stop an execution.
 pub const CRASH_POINTS: &[&str] = &[
     "read_checkpoint",
@@ -476,7 +460,7 @@ impl Runtime {
         let instance = m.instance_id().to_string();
         let mut action = m.start();
         loop {
-            let kind = action_kind(&action);
+            let kind = action.kind();
             if let Action::Done(outcome) = action {
                 if let Some(msg) = &outcome.incomplete {
                     return Err(rt_err(
