@@ -14,6 +14,8 @@
 //!   linear overall; the members are read only when the join is complete.
 //!
 //! Prefix queries are exact (`key >= prefix AND key < successor(prefix)`, no `LIKE`).
+//! `delete(key)` removes the item, its invoked rows, and a join head and members of that exact
+//! key in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -493,6 +495,25 @@ impl CoordStore for SqliteCoordStore {
             tx.execute(&format!("DELETE FROM joins WHERE {cond}"), p)?;
             tx.commit()?;
             Ok((items + heads) as u64)
+        })
+        .await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let k = key.to_string();
+        self.run("delete", key, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let items = tx
+                .prepare_cached("DELETE FROM items WHERE key = ?1")?
+                .execute(params![k])?;
+            tx.prepare_cached("DELETE FROM invoked WHERE key = ?1")?
+                .execute(params![k])?;
+            let heads = tx
+                .prepare_cached("DELETE FROM join_heads WHERE key = ?1")?
+                .execute(params![k])?;
+            tx.prepare_cached("DELETE FROM joins WHERE key = ?1")?
+                .execute(params![k])?;
+            tx.commit()?;
+            Ok(items + heads > 0)
         })
         .await
     }

@@ -318,3 +318,21 @@ async fn fs_blob_dir_conflicts_are_clear() {
     assert_eq!(s.capabilities().max_object, 5 * 1024 * 1024 * 1024);
     assert!(s.capabilities().create_only);
 }
+
+#[tokio::test]
+async fn exact_key_delete_is_counted_as_a_write() {
+    use joint_shim::layers::{Counted, OpCounts};
+    let counts = OpCounts::new();
+    let store = Counted::new(
+        SqliteCoordStore::in_memory("c").expect("memory"),
+        counts.clone(),
+    );
+    store.create("r/A_0", b("v")).await.expect("create");
+    assert!(store.delete("r/A_0").await.expect("delete"));
+    assert!(!store.delete("r/A_0").await.expect("delete again"));
+    store.delete_prefix("r/").await.expect("gc");
+    let s = counts.snapshot();
+    assert_eq!(s.coord_delete_key, 2, "{s:?}");
+    assert_eq!(s.coord_delete, 1, "prefix deletes are counted apart: {s:?}");
+    assert_eq!(s.writes(), 3, "one create and two deletes: {s:?}");
+}

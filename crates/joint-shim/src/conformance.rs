@@ -183,6 +183,115 @@ pub async fn coord_store(store: Arc<dyn CoordStore>, p: &str) {
         .expect_err("over the item limit");
     assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
 
+    // delete one key: exact, idempotent, and a re-create starts fresh
+    let d = |k: &str| format!("{p}run2/{k}");
+    for (k, v) in [("A_1", "a1"), ("A_10", "a10"), ("A_1-bindex-0", "a1b0")] {
+        assert_eq!(
+            store.create(&d(k), b(v)).await.expect("create for delete"),
+            Created::New
+        );
+    }
+    store
+        .add_invoked(&d("A_1"), &["B_1".into()])
+        .await
+        .expect("add_invoked before delete");
+    let dj = d("J-join@0");
+    let dj_next = d("J-join@01");
+    for m in ["0", "1"] {
+        let st = store.join(&dj, m, b(m), 3, 3).await.expect("join");
+        assert!(st.added);
+    }
+    assert!(
+        store
+            .join(&dj_next, "0", b("x"), 3, 3)
+            .await
+            .expect("join")
+            .added
+    );
+    assert!(
+        store.delete(&d("A_1")).await.expect("delete"),
+        "delete of an existing output item returns true"
+    );
+    assert_eq!(
+        store.get(&d("A_1")).await.expect("get deleted"),
+        None,
+        "a deleted item is gone"
+    );
+    for (k, v) in [("A_10", "a10"), ("A_1-bindex-0", "a1b0")] {
+        let it = store.get(&d(k)).await.expect("get neighbour");
+        assert_eq!(
+            it.map(|i| i.value),
+            Some(v.as_bytes().to_vec()),
+            "deleting run2/A_1 leaves run2/{k} alone (exact key, not a prefix)"
+        );
+    }
+    assert!(
+        !store.delete(&d("A_1")).await.expect("delete again"),
+        "deleting a missing key returns false"
+    );
+    assert!(
+        !store.delete(&d("never")).await.expect("delete missing"),
+        "deleting a key that never existed returns false"
+    );
+    assert!(
+        !store.delete(&d("A_")).await.expect("delete a bare prefix"),
+        "a key that is only a prefix of others matches nothing"
+    );
+    assert_eq!(
+        store.list(&d("")).await.expect("list").len(),
+        2,
+        "a missed delete deletes nothing"
+    );
+    let err = store
+        .add_invoked(&d("A_1"), &["x".into()])
+        .await
+        .expect_err("add_invoked on a deleted item fails");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(
+        store
+            .create(&d("A_1"), b("again"))
+            .await
+            .expect("re-create"),
+        Created::New,
+        "a create after delete is New"
+    );
+    let it = store
+        .get(&d("A_1"))
+        .await
+        .expect("get")
+        .expect("re-created");
+    assert_eq!(it.value, b"again".to_vec(), "the re-created value");
+    assert!(
+        it.invoked.is_empty(),
+        "a re-created item starts with an empty invoked set: {:?}",
+        it.invoked
+    );
+    assert!(
+        store.delete(&dj).await.expect("delete join"),
+        "delete of an existing join returns true"
+    );
+    let st = store.join(&dj, "1", b("new"), 3, 3).await.expect("join");
+    assert!(
+        st.added && st.count == 1,
+        "a deleted join starts again from count 1: {st:?}"
+    );
+    let st = store.join(&dj_next, "1", b("y"), 3, 3).await.expect("join");
+    assert!(
+        st.added && st.count == 2,
+        "deleting run2/J-join@0 leaves run2/J-join@01 alone: {st:?}"
+    );
+    assert_eq!(
+        store
+            .list(&d(""))
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        vec![d("A_1"), d("A_1-bindex-0"), d("A_10")],
+        "deleting joins leaves output items alone"
+    );
+
     // delete by prefix
     let deleted = store
         .delete_prefix(&format!("{p}run1/"))

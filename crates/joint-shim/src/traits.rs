@@ -134,6 +134,14 @@ pub trait CoordStore: Send + Sync + Debug {
     /// Behavior:
     /// - Returns how many were deleted; deleting nothing is not an error.
     async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
+
+    /// Delete the output item or join at exactly `key` (with its invoked set / members).
+    ///
+    /// Behavior:
+    /// - Returns whether something was deleted; a missing key is not an error (`false`).
+    /// - Only that key: deleting `run1/A_1` leaves `run1/A_10` and `run1/A_1-bindex-0` alone.
+    /// - A later `create` of the same key succeeds as if it never existed (`Created::New`).
+    async fn delete(&self, key: &str) -> Result<bool>;
 }
 
 #[async_trait]
@@ -196,5 +204,8 @@ impl<T: CoordStore + ?Sized> CoordStore for std::sync::Arc<T> {
     }
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         (**self).delete_prefix(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        (**self).delete(key).await
     }
 }

@@ -20,7 +20,7 @@ use joint_shim_local::{LocalClouds, LocalCloudsBuilder, LocalFaasConfig};
 use serde_json::Value;
 
 /// Records every key whose create returned `New`, to check "exactly one committed output per
-/// instance" under faults.
+/// instance" under faults. An exact-key `delete` takes that commit back.
 #[derive(Debug, Clone)]
 pub struct CommitLog<T> {
     inner: T,
@@ -71,6 +71,20 @@ impl<T: CoordStore> CoordStore for CommitLog<T> {
     }
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         self.inner.delete_prefix(prefix).await
+    }
+    /// A deleted key's commit is gone: a later `New` for it counts as its one commit again.
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let deleted = self.inner.delete(key).await?;
+        if deleted {
+            let mut news = self.news.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = news.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    news.remove(key);
+                }
+            }
+        }
+        Ok(deleted)
     }
 }
 

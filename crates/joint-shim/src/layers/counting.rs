@@ -27,6 +27,7 @@ struct Counters {
     coord_join: AtomicU64,
     coord_list: AtomicU64,
     coord_delete: AtomicU64,
+    coord_delete_key: AtomicU64,
     blob_put: AtomicU64,
     blob_get: AtomicU64,
     blob_delete: AtomicU64,
@@ -48,8 +49,10 @@ pub struct OpSnapshot {
     pub coord_join: u64,
     /// Prefix listings.
     pub coord_list: u64,
-    /// Prefix deletions.
+    /// Prefix deletions (GC; not part of a run's steps, so not in [`OpSnapshot::writes`]).
     pub coord_delete: u64,
+    /// Exact-key deletions (`joint resume --from` clearing the instances it re-runs).
+    pub coord_delete_key: u64,
     /// Blob puts.
     pub blob_put: u64,
     /// Blob gets.
@@ -69,9 +72,9 @@ impl OpSnapshot {
     pub fn reads(&self) -> u64 {
         self.coord_get + self.coord_list
     }
-    /// Datastore writes (creates, invoked-set updates, joins).
+    /// Datastore writes (creates, invoked-set updates, joins, exact-key deletes).
     pub fn writes(&self) -> u64 {
-        self.coord_create + self.coord_add_invoked + self.coord_join
+        self.coord_create + self.coord_add_invoked + self.coord_join + self.coord_delete_key
     }
     /// Invocations.
     pub fn invokes(&self) -> u64 {
@@ -86,6 +89,7 @@ impl OpSnapshot {
             coord_join: self.coord_join - earlier.coord_join,
             coord_list: self.coord_list - earlier.coord_list,
             coord_delete: self.coord_delete - earlier.coord_delete,
+            coord_delete_key: self.coord_delete_key - earlier.coord_delete_key,
             blob_put: self.blob_put - earlier.blob_put,
             blob_get: self.blob_get - earlier.blob_get,
             blob_delete: self.blob_delete - earlier.blob_delete,
@@ -113,6 +117,7 @@ impl OpCounts {
             coord_join: l(&c.coord_join),
             coord_list: l(&c.coord_list),
             coord_delete: l(&c.coord_delete),
+            coord_delete_key: l(&c.coord_delete_key),
             blob_put: l(&c.blob_put),
             blob_get: l(&c.blob_get),
             blob_delete: l(&c.blob_delete),
@@ -220,5 +225,9 @@ impl<T: CoordStore> CoordStore for Counted<T> {
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         OpCounts::bump(&self.counts.inner.coord_delete);
         self.inner.delete_prefix(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        OpCounts::bump(&self.counts.inner.coord_delete_key);
+        self.inner.delete(key).await
     }
 }

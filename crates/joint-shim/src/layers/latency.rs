@@ -154,6 +154,10 @@ impl<T: CoordStore> CoordStore for Delayed<T> {
         self.wait().await;
         self.inner.delete_prefix(prefix).await
     }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.wait().await;
+        self.inner.delete(key).await
+    }
 }
 
 #[cfg(test)]

@@ -140,4 +140,8 @@ impl<T: CoordStore> CoordStore for Switched<T> {
         self.check("delete_prefix", prefix)?;
         self.inner.delete_prefix(prefix).await
     }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.check("delete", key)?;
+        self.inner.delete(key).await
+    }
 }

@@ -24,9 +24,13 @@
 //! | `join` | UpdateItem `SET #m = :v ADD cnt :one` if `attribute_not_exists(#m) AND (attribute_not_exists(cnt) OR cnt < :cap)`, ALL_NEW / ALL_OLD on failure |
 //! | `list` | Query (consistent, paginated), filter `kind = out` |
 //! | `delete_prefix` | Query keys + BatchWriteItem (25 per request, unprocessed items retried) |
+//! | `delete` | DeleteItem `ReturnValues=ALL_OLD` (an output item or a join: same key space) |
 //!
 //! A store that does not return the old item on a failed condition (an older emulator) costs one
 //! extra consistent GetItem on that path only.
+//!
+//! `delete` learns whether the key existed from the returned old item; an SDK retry of a
+//! DeleteItem whose first response was lost finds nothing and reports `false`.
 
 mod admin;
 mod builder;

@@ -99,6 +99,10 @@ impl DynamoCoordStore {
                 ),
             ));
         }
+        self.check_key(op, key)
+    }
+
+    fn check_key(&self, op: &'static str, key: &str) -> Result<()> {
         if key.is_empty() || key.len() > 1024 {
             return Err(self.err(
                 ErrorKind::InvalidInput,
@@ -307,5 +311,20 @@ impl CoordStore for DynamoCoordStore {
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         let keys = self.query_prefix("delete_prefix", prefix, true).await?;
         self.batch_delete(prefix, keys).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.check_key("delete", key)?;
+        // Output items and joins share the key space: one DeleteItem removes whichever it is,
+        // and the old item (if any) says whether there was one.
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key_attrs(key)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| parse_error(&e, &self.backend, "delete", key))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

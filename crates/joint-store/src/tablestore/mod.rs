@@ -14,7 +14,9 @@
 //! `i_` column range; join = ONE conditional UpdateRow (`PUT b_/m_`, `INCREMENT n`,
 //! condition `b_ != true AND n < capacity` passing if missing, `RT_AFTER_MODIFY` returning
 //! `n`) + a GetRow only when the join is complete or the call was a duplicate; list = GetRange
-//! over the partition; delete_prefix = GetRange (primary keys only) + BatchWriteRow.
+//! over the partition; delete_prefix = GetRange (primary keys only) + BatchWriteRow;
+//! delete = ONE DeleteRow `EXPECT_EXIST` (an output item or a join, whichever row is at the key;
+//! DeleteRow cannot otherwise tell whether a row existed, so a failed condition means `false`).
 
 mod admin;
 mod builder;

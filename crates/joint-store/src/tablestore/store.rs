@@ -456,4 +456,28 @@ impl CoordStore for TablestoreCoordStore {
         }
         Ok(deleted)
     }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        // Outputs and joins are both rows at `pk(key)`. DeleteRow does not say whether a row
+        // was there (`RT_PK` echoes the key either way), so it expects one: success means it
+        // deleted a row, a failed condition that there was none. One request either way.
+        let mut row = Row::with_pk(pk(key));
+        row.delete_marker = true;
+        let req = proto::DeleteRowRequest {
+            table_name: self.table.clone(),
+            primary_key: row.encode(),
+            condition: cond(RowExistenceExpectation::ExpectExist, None),
+            return_content: None,
+            transaction_id: None,
+        };
+        match self
+            .client
+            .call::<_, proto::DeleteRowResponse>("DeleteRow", &req)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_condition_failed() => Ok(false),
+            // Deleting again is harmless (a replay whose first attempt won reports `false`).
+            Err(e) => Err(self.map("delete", key, &e, true)),
+        }
+    }
 }
