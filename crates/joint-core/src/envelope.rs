@@ -131,6 +131,46 @@ pub enum OutputRecord {
     Err(Failure),
 }
 
+/// The value of an instance's coordination item as stored: the committed output and, for
+/// re-driving lost events (`joint resume`, the sweeper), the event that made the instance
+/// (without its input, which a committed instance never reads again) and when it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    /// The output (stored flattened: `{"ok": …}` or `{"err": …}`).
+    #[serde(flatten)]
+    pub out: OutputRecord,
+    /// The envelope that invoked the instance, its input replaced by `null` and unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Envelope>,
+    /// When the committing execution started (Unix milliseconds), when the driver knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+}
+
+impl ItemRecord {
+    /// A record of `out` made by `env` (its input and tag are dropped).
+    pub fn new(out: OutputRecord, env: &Envelope, at_ms: Option<u64>) -> ItemRecord {
+        let mut head = env.clone();
+        head.input = Input::Inline(Value::Null);
+        head.tag = None;
+        ItemRecord {
+            out,
+            env: Some(head),
+            at_ms,
+        }
+    }
+
+    /// Serialize (compact JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decode an item value (also accepts a bare output record).
+    pub fn decode(bytes: &[u8]) -> Result<ItemRecord, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// A user function's failure, as committed and reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -287,6 +327,36 @@ mod tests {
         let back = Envelope::decode(&e.encode(), DEFAULT_MAX_ENVELOPE).unwrap();
         assert_eq!(back, e);
         assert_eq!(e.instance_id(), "run1/B_2-bindex-1");
+    }
+
+    #[test]
+    fn item_records_keep_the_envelope_without_its_input() {
+        let mut e = env();
+        e.tag = Some("k1:abc".into());
+        let rec = ItemRecord::new(
+            OutputRecord::Ok(Payload::Inline(serde_json::json!([1, 2]))),
+            &e,
+            Some(42),
+        );
+        let bytes = rec.encode();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("{\"ok\":"), "{text}");
+        assert!(
+            !text.contains("\"x\":1") && !text.contains("k1:abc"),
+            "{text}"
+        );
+        let back = ItemRecord::decode(&bytes).unwrap();
+        assert_eq!(back, rec);
+        let head = back.env.unwrap();
+        assert_eq!(head.instance_id(), e.instance_id());
+        assert_eq!(head.vars, e.vars);
+        // A bare output record (no envelope) still decodes.
+        let bare = ItemRecord::decode(
+            br#"{"err":{"function":"A","instance":"r/A_0","kind":"K","message":"m"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(bare.out, OutputRecord::Err(_)) && bare.env.is_none());
+        assert!(ItemRecord::decode(b"{}").is_err());
     }
 
     #[test]

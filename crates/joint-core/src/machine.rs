@@ -18,8 +18,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{
-    BlobRef, ENVELOPE_VERSION, Envelope, Failure, Input, JoinMember, OutputRecord, Payload,
-    RunRecord,
+    BlobRef, ENVELOPE_VERSION, Envelope, Failure, Input, ItemRecord, JoinMember, OutputRecord,
+    Payload, RunRecord,
 };
 use crate::expr::Scope;
 use crate::naming::{self, Frame, Window};
@@ -45,6 +45,9 @@ pub struct Config {
     pub group_size: usize,
     /// Batches a ByBatch arrival walks past before giving up.
     pub max_batch_walk: u64,
+    /// When this execution started (Unix milliseconds), stored with the committed output so
+    /// `joint resume` can tell a stalled run from a busy one. The driver reads the clock.
+    pub now_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             join_inline_limit: 1024,
             group_size: 64,
             max_batch_walk: 100_000,
+            now_ms: None,
         }
     }
 }
@@ -449,9 +453,9 @@ fn substitute(i: Input, got: &BTreeMap<Ref, Vec<u8>>) -> Result<Input, String> {
                 key: key.clone(),
             };
             let bytes = got.get(&r).ok_or("item not fetched")?;
-            let rec: OutputRecord = serde_json::from_slice(bytes)
+            let rec = ItemRecord::decode(bytes)
                 .map_err(|e| format!("item '{key}' in {cloud} is not an output record: {e}"))?;
-            match rec {
+            match rec.out {
                 OutputRecord::Ok(Payload::Inline(v)) => {
                     Input::Inline(select(v, sel).map_err(|e| format!("output of '{key}': {e}"))?)
                 }
@@ -735,19 +739,45 @@ impl<'a> Machine<'a> {
         Action::Fetch { refs }
     }
 
+    /// Re-drive an instance whose output is committed (`item`), instead of [`Machine::start`]:
+    /// its successors are planned from the committed output as on a redelivery, and the
+    /// successors named in `reinvoke` are invoked again even though its invoked set lists them
+    /// (their events were lost). The input is never read, so the envelope may carry none.
+    pub fn resume(
+        &mut self,
+        item: StoredItem,
+        reinvoke: &BTreeSet<String>,
+    ) -> Result<Action, ProtocolError> {
+        self.adopt_except(item, reinvoke)
+    }
+
     fn adopt(&mut self, item: StoredItem) -> Result<Action, ProtocolError> {
-        let rec: OutputRecord = serde_json::from_slice(&item.value).map_err(|e| {
+        self.adopt_except(item, &BTreeSet::new())
+    }
+
+    fn adopt_except(
+        &mut self,
+        item: StoredItem,
+        reinvoke: &BTreeSet<String>,
+    ) -> Result<Action, ProtocolError> {
+        let rec = ItemRecord::decode(&item.value).map_err(|e| {
             ProtocolError(format!(
                 "checkpoint of '{}' is not an output record: {e}",
                 self.id
             ))
         })?;
         self.outcome.adopted = true;
-        if let OutputRecord::Ok(Payload::Inline(v)) = &rec {
+        if let OutputRecord::Ok(Payload::Inline(v)) = &rec.out {
             self.value = Some(v.clone());
         }
-        self.record = Some(rec);
-        self.invoked = item.invoked;
+        self.record = Some(rec.out);
+        self.invoked = item
+            .invoked
+            .iter()
+            .map(|e| naming::split_invocation_entry(e).0)
+            .filter(|n| !reinvoke.contains(*n))
+            .map(str::to_string)
+            .collect();
         self.output_known()
     }
 
@@ -781,12 +811,18 @@ impl<'a> Machine<'a> {
         let bytes = enc(&v);
         let size = bytes.len() as u64;
         let sub = self.sub;
+        // The item also keeps the envelope (without input) next to the output.
+        let head = ItemRecord::new(
+            OutputRecord::Ok(Payload::Inline(Value::Null)),
+            &self.env,
+            None,
+        );
+        let item_limit = self
+            .cfg
+            .item_limit
+            .saturating_sub(head.encode().len() as u64 + 32);
         let (spill, cloud, key_for) = match self.shape {
-            Shape::End => (
-                size > self.cfg.item_limit,
-                self.env.home.clone(),
-                KeyFor::Result,
-            ),
+            Shape::End => (size > item_limit, self.env.home.clone(), KeyFor::Result),
             Shape::Sequence | Shape::Parallel | Shape::Choice => {
                 let targets = self.inline_targets(&v);
                 let min = targets
@@ -796,21 +832,19 @@ impl<'a> Machine<'a> {
                     .unwrap_or(u64::MAX);
                 (
                     sub.transfer_by_ds
-                        || size > self.cfg.item_limit
+                        || size > item_limit
                         || size.saturating_add(ENVELOPE_OVERHEAD) > min,
                     self.majority_cloud(&targets),
                     KeyFor::Run,
                 )
             }
             Shape::Map | Shape::FanIn | Shape::ByRedundant => (
-                sub.transfer_by_ds || size > self.cfg.item_limit,
+                sub.transfer_by_ds || size > item_limit,
                 sub.next[0].faas.clone(),
                 KeyFor::Run,
             ),
             Shape::ByBatch => (
-                sub.transfer_by_ds
-                    || size > self.cfg.item_limit
-                    || size > self.cfg.join_inline_limit,
+                sub.transfer_by_ds || size > item_limit || size > self.cfg.join_inline_limit,
                 sub.next[0].faas.clone(),
                 KeyFor::Batch,
             ),
@@ -843,7 +877,7 @@ impl<'a> Machine<'a> {
     }
 
     fn commit(&mut self, record: OutputRecord) -> Action {
-        let bytes = enc(&record);
+        let bytes = ItemRecord::new(record.clone(), &self.env, self.cfg.now_ms).encode();
         self.record = Some(record);
         self.state = State::AwaitCommit;
         Action::Commit {

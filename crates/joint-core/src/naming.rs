@@ -76,6 +76,35 @@ pub fn instance_id(workflow_id: &str, function: &str, step: u32, stack: &[Frame]
     format!("{workflow_id}/{}", instance_name(function, step, stack))
 }
 
+/// Split an instance name back into its function and step (`E_3-bindex-1+0` → `("E", 3)`).
+/// `None` for keys that are not instance names (joins, spills, batch records).
+pub fn parse_instance_name(name: &str) -> Option<(&str, u32)> {
+    let head = name.split_once("-bindex-").map_or(name, |(h, _)| h);
+    let (function, step) = head.rsplit_once('_')?;
+    if function.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((function, step.parse().ok()?))
+}
+
+/// An entry of an item's invoked set: the successor's instance name and the deadline (Unix
+/// milliseconds) by which its output should exist, `{name}@{deadline}`. A successor whose
+/// output is missing after its deadline is re-driven by `joint resume` and the sweeper.
+pub fn invocation_entry(name: &str, deadline_ms: u64) -> String {
+    format!("{name}@{deadline_ms}")
+}
+
+/// Split an invoked-set entry into the successor's name and its deadline (entries written
+/// without a deadline have none).
+pub fn split_invocation_entry(entry: &str) -> (&str, Option<u64>) {
+    match entry.rsplit_once('@') {
+        Some((name, d)) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()) => {
+            (name, d.parse().ok())
+        }
+        _ => (entry, None),
+    }
+}
+
 /// The prefix GC deletes: `{workflow_id}/`.
 pub fn run_prefix(workflow_id: &str) -> String {
     format!("{workflow_id}/")
@@ -218,6 +247,35 @@ mod tests {
                 .contains("outside any fork")
         );
         assert!(pop_and_merge(&[]).is_err());
+    }
+
+    #[test]
+    fn instance_names_parse_back() {
+        assert_eq!(parse_instance_name("E_3-bindex-1+0"), Some(("E", 3)));
+        assert_eq!(parse_instance_name("my_fn_12"), Some(("my_fn", 12)));
+        assert_eq!(parse_instance_name("A_0"), Some(("A", 0)));
+        assert_eq!(parse_instance_name("D-join@1"), None);
+        assert_eq!(parse_instance_name("_x"), None);
+        assert_eq!(parse_instance_name("A_"), None);
+        assert_eq!(parse_instance_name("A_0.out.0123"), None);
+        for (f, step, stack) in [("A", 0, vec![]), ("b_c", 7, vec![fr(1, 3), fr(0, 2)])] {
+            let n = instance_name(f, step, &stack);
+            assert_eq!(parse_instance_name(&n), Some((f, step)), "{n}");
+        }
+    }
+
+    #[test]
+    fn invocation_entries_carry_deadlines() {
+        let e = invocation_entry("B_1-bindex-0", 1_700_000_000_123);
+        assert_eq!(e, "B_1-bindex-0@1700000000123");
+        assert_eq!(
+            split_invocation_entry(&e),
+            ("B_1-bindex-0", Some(1_700_000_000_123))
+        );
+        assert_eq!(split_invocation_entry("B_1"), ("B_1", None));
+        assert_eq!(split_invocation_entry("batch:X:3"), ("batch:X:3", None));
+        assert_eq!(split_invocation_entry("odd@"), ("odd@", None));
+        assert_eq!(split_invocation_entry("odd@x1"), ("odd@x1", None));
     }
 
     #[test]

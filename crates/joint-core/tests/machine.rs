@@ -513,7 +513,9 @@ fn function_errors_are_committed_and_fail_the_run() {
         panic!()
     };
     assert!(matches!(
-        serde_json::from_slice::<OutputRecord>(&record).unwrap(),
+        joint_core::envelope::ItemRecord::decode(&record)
+            .unwrap()
+            .out,
         OutputRecord::Err(_)
     ));
     let a = m.on(Answer::Committed(None)).unwrap();
@@ -749,4 +751,140 @@ fn simulated_runs_are_exactly_once_under_crashes_duplicates_and_reordering() {
             "no crash, no duplicate: each function once"
         );
     }
+}
+
+#[test]
+fn committed_items_keep_the_envelope_and_start_time_but_not_the_input() {
+    let s = sub(
+        json!({"Name": "A", "FaaS": "a", "Next": {"Name": "B", "FaaS": "b", "InvokeMode": "Sequence"}}),
+    );
+    let cfg = Config {
+        now_ms: Some(1234),
+        ..Config::default()
+    };
+    let (_, acts) = trace(&s, env("A", json!({"secret": 7})), json!(2), cfg);
+    let Action::Commit { record, .. } = &acts[2] else {
+        panic!("{:?}", acts[2])
+    };
+    let rec = joint_core::envelope::ItemRecord::decode(record).unwrap();
+    assert_eq!(rec.out, OutputRecord::Ok(Payload::Inline(json!(2))));
+    assert_eq!(rec.at_ms, Some(1234));
+    let head = rec.env.unwrap();
+    assert_eq!(head.instance_id(), "run/A_0");
+    assert_eq!(head.input, Input::Inline(Value::Null));
+}
+
+#[test]
+fn deadlines_in_the_invoked_set_do_not_cause_reinvocation() {
+    let s = sub(
+        json!({"Name": "A", "FaaS": "a", "Next": {"Name": "B", "FaaS": "b", "InvokeMode": "Sequence"}}),
+    );
+    let winner = serde_json::to_vec(&OutputRecord::Ok(Payload::Inline(json!("won")))).unwrap();
+    let mut m = Machine::new(&s, env("A", json!(1)), Config::default()).unwrap();
+    m.start();
+    let a = m
+        .on(Answer::Checkpoint(Some(StoredItem {
+            value: winner,
+            invoked: BTreeSet::from(["B_1@1700000000000".to_string()]),
+        })))
+        .unwrap();
+    assert!(matches!(a, Action::Done(_)), "{a:?}");
+}
+
+/// A committed item as the store holds it.
+fn committed(e: &Envelope, out: Value, invoked: &[&str]) -> StoredItem {
+    StoredItem {
+        value: joint_core::envelope::ItemRecord::new(
+            OutputRecord::Ok(Payload::Inline(out)),
+            e,
+            Some(1),
+        )
+        .encode(),
+        invoked: invoked.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn resume_reinvokes_only_the_lost_successors() {
+    let s = sub(
+        json!({"Name": "A", "FaaS": "a", "Failover": ["c"], "Next": [
+        {"Name": "B", "FaaS": "b", "InvokeMode": "Sequence", "Failover": ["c"]},
+        {"Name": "C", "FaaS": "b", "InvokeMode": "Sequence"}]}),
+    );
+    let e = env("A", json!(1));
+    let item = committed(&e, json!(5), &["B_1-bindex-0@100", "C_1-bindex-1@100"]);
+    // Nothing lost: nothing to do, no write.
+    let mut m = Machine::new(&s, e.clone(), Config::default()).unwrap();
+    let a = m.resume(item.clone(), &BTreeSet::new()).unwrap();
+    assert!(matches!(a, Action::Done(_)), "{a:?}");
+    // B's event was lost: exactly B is invoked again (with its output as input), then recorded.
+    let mut m = Machine::new(&s, e, Config::default()).unwrap();
+    let lost = BTreeSet::from(["B_1-bindex-0".to_string()]);
+    let a = m.resume(item, &lost).unwrap();
+    let Action::Invoke { calls } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].record_as, "B_1-bindex-0");
+    assert_eq!(calls[0].failover, ["c"]);
+    assert_eq!(calls[0].envelope.input, Input::Inline(json!(5)));
+    let a = m.on(Answer::Invoked(vec![Ok("c".into())])).unwrap();
+    let Action::Record { names, key, .. } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        (key.as_str(), names),
+        ("run/A_0", vec!["B_1-bindex-0".to_string()])
+    );
+    let Action::Done(o) = m.on(Answer::Recorded).unwrap() else {
+        panic!()
+    };
+    assert!(o.adopted && !o.ran_function && o.invoked == 1);
+}
+
+#[test]
+fn resume_of_a_completing_branch_rejoins_and_reinvokes_the_aggregator() {
+    let s = sub(json!({"Name": "B", "FaaS": "a",
+        "Next": {"Name": "J", "FaaS": "a", "InvokeMode": "FanIn"}}));
+    let mut e = env("B", json!(1));
+    e.step = 1;
+    e.branch = vec![joint_core::naming::Frame {
+        index: 1,
+        size: 2,
+        fork_step: 0,
+        window: None,
+    }];
+    let item = committed(&e, json!("b1"), &["J_2@100"]);
+    let mut m = Machine::new(&s, e, Config::default()).unwrap();
+    let a = m
+        .resume(item, &BTreeSet::from(["J_2".to_string()]))
+        .unwrap();
+    let Action::Join { key, member, .. } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!((key.as_str(), member.as_str()), ("run/J-join@0", "1"));
+    let members = (0..2u32)
+        .map(|i| {
+            (
+                i.to_string(),
+                serde_json::to_vec(&json!({"step": 1, "out": {"inline": i}})).unwrap(),
+            )
+        })
+        .collect();
+    // The member is there already (added false), the join is complete: invoke J again.
+    let a = m
+        .on(Answer::Joined(JoinState {
+            added: false,
+            count: 2,
+            members,
+        }))
+        .unwrap();
+    let Action::Invoke { calls } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(calls[0].record_as, "J_2");
+    assert_eq!(
+        calls[0].envelope.input,
+        Input::Gather(vec![Input::Inline(json!(0)), Input::Inline(json!(1))])
+    );
 }

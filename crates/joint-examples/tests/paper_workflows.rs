@@ -18,6 +18,7 @@ fn chaos(seed: u64) -> Chaos {
         dup: 0.1,
         drop: 0.05,
         throttle: 0.05,
+        lose: 0.05,
     }
 }
 

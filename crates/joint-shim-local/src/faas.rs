@@ -76,6 +76,8 @@ pub struct QueueStats {
     pub duplicated: u64,
     /// Events dead-lettered.
     pub dead: u64,
+    /// Events accepted and then lost for good (chaos `lose`).
+    pub lost: u64,
 }
 
 #[derive(Default)]
@@ -86,6 +88,7 @@ struct Stats {
     dropped: AtomicU64,
     duplicated: AtomicU64,
     dead: AtomicU64,
+    lost: AtomicU64,
 }
 
 struct Shared {
@@ -100,6 +103,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     stats: Stats,
     dead: Mutex<Vec<DeadLetter>>,
+    /// Times each payload (by digest) was accepted: a re-sent event is a new event to lose.
+    sent: Mutex<BTreeMap<String, u32>>,
 }
 
 /// The local FaaS of one cloud. Cheap to clone.
@@ -133,6 +138,7 @@ impl LocalFaas {
                 permits,
                 stats: Stats::default(),
                 dead: Mutex::new(Vec::new()),
+                sent: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -205,6 +211,7 @@ impl LocalFaas {
             dropped: l(&s.dropped),
             duplicated: l(&s.duplicated),
             dead: l(&s.dead),
+            lost: l(&s.lost),
         }
     }
 
@@ -290,6 +297,22 @@ impl LocalFaas {
         let digest = hex::encode(Sha256::digest(&payload));
         let chaos = sh.cfg.chaos;
         let d = delivery.to_string();
+        let nth = || {
+            let mut sent = sh.sent.lock().unwrap_or_else(|p| p.into_inner());
+            let n = sent.entry(digest.clone()).or_default();
+            *n += 1;
+            n.to_string()
+        };
+        if delivery == 1
+            && chaos.lose > 0.0
+            && chaos.fires(chaos.lose, &["lose", &sh.cloud, &digest, &nth()])
+        {
+            // Accepted, then gone: no execution, no error, no redelivery.
+            sh.stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(cloud = %sh.cloud, %function, "event lost");
+            self.finish_one();
+            return;
+        }
         if chaos.fires(chaos.drop, &["drop", &sh.cloud, &digest, &d]) {
             sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
             self.schedule(function, payload, delivery + 1, sh.cfg.visibility_timeout);

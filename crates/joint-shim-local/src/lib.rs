@@ -212,6 +212,7 @@ impl LocalClouds {
             s.dropped += q.dropped;
             s.duplicated += q.duplicated;
             s.dead += q.dead;
+            s.lost += q.lost;
         }
         s
     }

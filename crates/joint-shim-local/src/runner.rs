@@ -9,6 +9,7 @@ use joint_core::envelope::Failure;
 use joint_core::workflow::Workflow;
 use joint_shim::layers::{Chaos, LatencyProfile, OpSnapshot};
 use joint_shim::observe::{Fanout, ObsEvent, Observer};
+use joint_shim::runtime::{ResumeOptions, ResumeOutcome, ResumeReport};
 use joint_shim::{Deliver, Error, ErrorKind, GcPolicy, Handlers, Result, Runtime, RuntimeConfig};
 use serde::Serialize;
 use serde_json::Value;
@@ -42,7 +43,14 @@ pub struct RunOptions {
     /// Clouds served by other backends (AWS, Aliyun, `joint serve`); every other cloud of the
     /// workflow is local.
     pub remote: Vec<joint_shim::Cloud>,
+    /// Report a stall instead of re-driving lost events. By default, when no event is in flight
+    /// and the run has no result, the runner does what the sweeper does in the cloud: it resumes
+    /// the run (`joint resume --force`), up to [`MAX_RESUMES`] times.
+    pub no_resume: bool,
 }
+
+/// Resumes the local runner makes for one run before it reports a stall.
+pub const MAX_RESUMES: u32 = 100;
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +73,10 @@ pub struct RunReport {
     pub queue: QueueStatsReport,
     /// True when the run id had already finished and nothing ran.
     pub reused: bool,
+    /// Times the run stalled and was resumed.
+    pub resumes: u32,
+    /// Instances invoked again by those resumes.
+    pub redriven: u64,
 }
 
 /// Queue statistics, serializable.
@@ -82,6 +94,8 @@ pub struct QueueStatsReport {
     pub duplicated: u64,
     /// Dead letters.
     pub dead: u64,
+    /// Events lost for good (recovered by resumes).
+    pub lost: u64,
 }
 
 impl From<QueueStats> for QueueStatsReport {
@@ -93,6 +107,7 @@ impl From<QueueStats> for QueueStatsReport {
             dropped: q.dropped,
             duplicated: q.duplicated,
             dead: q.dead,
+            lost: q.lost,
         }
     }
 }
@@ -196,27 +211,7 @@ pub async fn run_local(
         .run_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if !joint_core::naming::valid_id(&run_id) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "runner",
-            "run",
-            &run_id,
-            "a run id must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')",
-        ));
-    }
-    let watch = Arc::new(Watch::default());
-    let mut observers: Vec<Arc<dyn Observer>> =
-        vec![Arc::new(WatchObserver(watch.clone(), run_id.clone()))];
-    if let Some(o) = &opts.observer {
-        observers.push(o.clone());
-    }
-    let dep = deploy(
-        workflow,
-        handlers,
-        &opts,
-        Some(Arc::new(Fanout(observers)) as Arc<dyn Observer>),
-    )?;
+    let (dep, watch) = prepare(workflow, handlers, &opts, &run_id)?;
     let rt = &dep.runtime;
     if let Some(rec) = rt.run_record(&run_id).await? {
         let out = rt.resolve_output(&rec).await?;
@@ -230,12 +225,75 @@ pub async fn run_local(
             true,
         ));
     }
-
     let before = dep.clouds.counts.snapshot();
     let t0 = Instant::now();
     rt.start(&run_id, opts.input.clone()).await?;
+    wait(&dep, &watch, &opts, run_id, t0, before).await
+}
+
+/// Resume run `run_id` from the state of the local clouds (and any remote ones) — what
+/// `joint resume` does — and, when something was re-driven, wait for the run's result.
+pub async fn resume_local(
+    workflow: Arc<Workflow>,
+    handlers: Handlers,
+    run_id: &str,
+    resume: &ResumeOptions,
+    opts: RunOptions,
+) -> Result<(ResumeReport, Option<RunReport>)> {
+    let (dep, watch) = prepare(workflow, handlers, &opts, run_id)?;
+    let before = dep.clouds.counts.snapshot();
+    let t0 = Instant::now();
+    let r = dep.runtime.resume(run_id, resume).await?;
+    if r.outcome != ResumeOutcome::Resumed {
+        return Ok((r, None));
+    }
+    let done = wait(&dep, &watch, &opts, run_id.to_string(), t0, before).await?;
+    Ok((r, Some(done)))
+}
+
+fn prepare(
+    workflow: Arc<Workflow>,
+    handlers: Handlers,
+    opts: &RunOptions,
+    run_id: &str,
+) -> Result<(LocalDeployment, Arc<Watch>)> {
+    if !joint_core::naming::valid_id(run_id) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "runner",
+            "run",
+            run_id,
+            "a run id must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')",
+        ));
+    }
+    let watch = Arc::new(Watch::default());
+    let mut observers: Vec<Arc<dyn Observer>> =
+        vec![Arc::new(WatchObserver(watch.clone(), run_id.to_string()))];
+    if let Some(o) = &opts.observer {
+        observers.push(o.clone());
+    }
+    let dep = deploy(
+        workflow,
+        handlers,
+        opts,
+        Some(Arc::new(Fanout(observers)) as Arc<dyn Observer>),
+    )?;
+    Ok((dep, watch))
+}
+
+/// Wait until run `run_id` has its record, resuming it when it stalls; then report.
+async fn wait(
+    dep: &LocalDeployment,
+    watch: &Watch,
+    opts: &RunOptions,
+    run_id: String,
+    t0: Instant,
+    before: OpSnapshot,
+) -> Result<RunReport> {
+    let rt = &dep.runtime;
     let deadline = t0 + opts.timeout.unwrap_or(Duration::from_secs(600));
     let makespan;
+    let (mut resumes, mut redriven) = (0u32, 0u64);
     loop {
         let notified = watch.finished.notified();
         if *watch.done.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -255,6 +313,28 @@ pub async fn run_local(
             if rt.run_record(&run_id).await?.is_some() {
                 makespan = t0.elapsed();
                 break;
+            }
+            // Nothing is in flight, so every missing output is lost: resume now.
+            if !opts.no_resume && resumes < MAX_RESUMES {
+                let force = ResumeOptions {
+                    force: true,
+                    from: None,
+                };
+                let r = rt.resume(&run_id, &force).await?;
+                let progressed = match r.outcome {
+                    ResumeOutcome::NotStarted => {
+                        rt.start(&run_id, opts.input.clone()).await?;
+                        true
+                    }
+                    ResumeOutcome::Finished { .. } => true,
+                    _ => !r.redriven.is_empty(),
+                };
+                if progressed {
+                    resumes += 1;
+                    redriven += r.redriven.len() as u64;
+                    tracing::info!(run = %run_id, redriven = ?r.redriven, "run stalled; resumed");
+                    continue;
+                }
             }
             let dead = dep.clouds.dead_letters();
             let why = if dead.is_empty() {
@@ -311,7 +391,7 @@ pub async fn run_local(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .len() as u64;
-    Ok(report(
+    let mut r = report(
         run_id,
         out,
         makespan.as_secs_f64() * 1000.0,
@@ -319,7 +399,10 @@ pub async fn run_local(
         ops,
         dep.clouds.queue_stats(),
         false,
-    ))
+    );
+    r.resumes = resumes;
+    r.redriven = redriven;
+    Ok(r)
 }
 
 fn report(
@@ -345,5 +428,7 @@ fn report(
         ops,
         queue: queue.into(),
         reused,
+        resumes: 0,
+        redriven: 0,
     }
 }

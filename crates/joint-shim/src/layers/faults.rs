@@ -29,6 +29,9 @@ pub struct Chaos {
     pub drop: f64,
     /// Refuse an invocation with a throttling error.
     pub throttle: f64,
+    /// Accept an async event and lose it for good: no error, no redelivery. Only `joint resume`
+    /// or the sweeper brings the run forward again.
+    pub lose: f64,
 }
 
 /// A `--chaos` string that could not be read.
@@ -46,7 +49,7 @@ impl std::error::Error for ChaosParseError {}
 impl std::str::FromStr for Chaos {
     type Err = ChaosParseError;
 
-    /// `seed=N,crash=P,dup=P,drop=P,throttle=P` (any subset, any order).
+    /// `seed=N,crash=P,dup=P,drop=P,throttle=P,lose=P` (any subset, any order).
     fn from_str(s: &str) -> std::result::Result<Self, ChaosParseError> {
         let mut c = Chaos::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -74,9 +77,10 @@ impl std::str::FromStr for Chaos {
                 "dup" => c.dup = prob(v)?,
                 "drop" => c.drop = prob(v)?,
                 "throttle" => c.throttle = prob(v)?,
+                "lose" => c.lose = prob(v)?,
                 other => {
                     return Err(ChaosParseError(format!(
-                        "unknown key '{other}' (known: seed, crash, dup, drop, throttle)"
+                        "unknown key '{other}' (known: seed, crash, dup, drop, throttle, lose)"
                     )));
                 }
             }
@@ -88,7 +92,11 @@ impl std::str::FromStr for Chaos {
 impl Chaos {
     /// Whether any fault can fire.
     pub fn is_active(&self) -> bool {
-        self.crash > 0.0 || self.dup > 0.0 || self.drop > 0.0 || self.throttle > 0.0
+        self.crash > 0.0
+            || self.dup > 0.0
+            || self.drop > 0.0
+            || self.throttle > 0.0
+            || self.lose > 0.0
     }
 
     /// A uniform number in [0, 1) derived from the seed and `parts`.

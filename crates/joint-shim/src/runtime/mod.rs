@@ -27,6 +27,10 @@ use crate::layers::{Chaos, LatencyProfile};
 use crate::observe::{ObsEvent, Observer};
 use crate::traits::Created;
 
+mod resume;
+
+pub use resume::{ResumeOptions, ResumeOutcome, ResumeReport, SweepReport, run_version};
+
 /// What to do when a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GcPolicy {
@@ -61,7 +65,14 @@ pub struct RuntimeConfig {
     /// Deployment keys: when set, every event this runtime sends is signed and every event it
     /// receives must carry a valid signature.
     pub keyring: Option<joint_core::sign::Keyring>,
+    /// How long an invoked successor has to commit its output before `joint resume` and the
+    /// sweeper treat its event as lost (the deadline stored with each invocation record).
+    /// Set it above the functions' timeout plus the platform's retry window.
+    pub invoke_deadline: Duration,
 }
+
+/// Default [`RuntimeConfig::invoke_deadline`]: Lambda's longest timeout plus its async retries.
+pub const DEFAULT_INVOKE_DEADLINE: Duration = Duration::from_secs(60 * 60);
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -75,6 +86,7 @@ impl Default for RuntimeConfig {
             chaos: Chaos::default(),
             latency: LatencyProfile::default(),
             keyring: None,
+            invoke_deadline: DEFAULT_INVOKE_DEADLINE,
         }
     }
 }
@@ -347,6 +359,7 @@ impl Runtime {
     fn machine_config(&self, sub: &SubGraph, cloud: &str) -> Result<machine::Config> {
         let mut cfg = self.inner.cfg.machine.clone();
         cfg.executing_cloud = cloud.to_string();
+        cfg.now_ms = Some(now_ms());
         for c in self.inner.clouds.iter() {
             let mut limit = c.faas.capabilities().async_payload_limit;
             if let Some(o) = sub.inline_limit.get(&c.name) {
@@ -410,7 +423,10 @@ impl Runtime {
             delivery,
             at: SystemTime::now(),
         });
-        let result = self.drive(&mut m, sub, cloud, &run, delivery).await;
+        let first = m.start();
+        let result = self
+            .drive(&mut m, first, sub, cloud, &run, delivery, None)
+            .await;
         let (ran, adopted, error) = match &result {
             Ok(o) => (o.ran_function, o.adopted, None),
             Err(e) => (false, false, Some(e.to_string())),
@@ -449,16 +465,19 @@ impl Runtime {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn drive(
         &self,
         m: &mut Machine<'_>,
+        first: Action,
         sub: &SubGraph,
         cloud: &str,
         run: &str,
         delivery: u32,
+        redrive: Option<&resume::Redrive>,
     ) -> Result<Outcome> {
         let instance = m.instance_id().to_string();
-        let mut action = m.start();
+        let mut action = first;
         loop {
             let kind = action.kind();
             if let Action::Done(outcome) = action {
@@ -472,10 +491,14 @@ impl Runtime {
                 }
                 return Ok(outcome);
             }
-            self.crash_check(run, &instance, format!("before:{kind}"), delivery)?;
+            // A resume is not a platform delivery: faults are injected into deliveries only.
+            let deliver = redrive.is_none();
+            if deliver {
+                self.crash_check(run, &instance, format!("before:{kind}"), delivery)?;
+            }
             let start = SystemTime::now();
             let t = Instant::now();
-            let answer = self.perform(action, m, sub, cloud, run, delivery).await?;
+            let answer = self.perform(action, m, sub, cloud, run, redrive).await?;
             self.emit(ObsEvent::Action {
                 run: run.to_string(),
                 instance: instance.clone(),
@@ -484,7 +507,9 @@ impl Runtime {
                 start,
                 elapsed: t.elapsed(),
             });
-            self.crash_check(run, &instance, format!("after:{kind}"), delivery)?;
+            if deliver {
+                self.crash_check(run, &instance, format!("after:{kind}"), delivery)?;
+            }
             action = m
                 .on(answer)
                 .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", &instance, e.to_string()))?;
@@ -560,7 +585,7 @@ impl Runtime {
         sub: &SubGraph,
         cloud: &str,
         run: &str,
-        _delivery: u32,
+        redrive: Option<&resume::Redrive>,
     ) -> Result<Answer> {
         let clouds = &self.inner.clouds;
         Ok(match action {
@@ -646,14 +671,16 @@ impl Runtime {
             ),
             Action::Invoke { calls } => {
                 let n = self.inner.cfg.invoke_concurrency.max(1);
-                let results: Vec<std::result::Result<String, String>> = stream::iter(
-                    calls
-                        .into_iter()
-                        .map(|call| self.invoke_call(call, cloud, run)),
-                )
-                .buffered(n)
-                .collect()
-                .await;
+                let results: Vec<std::result::Result<String, String>> =
+                    stream::iter(calls.into_iter().map(|call| async move {
+                        match redrive {
+                            Some(r) => self.redrive_call(r, call, cloud, run).await,
+                            None => self.invoke_call(call, cloud, run).await,
+                        }
+                    }))
+                    .buffered(n)
+                    .collect()
+                    .await;
                 Answer::Invoked(results)
             }
             Action::Record {
@@ -661,7 +688,14 @@ impl Runtime {
                 key,
                 names,
             } => {
-                match clouds.get(&c)?.coord.add_invoked(&key, &names).await {
+                let deadline = now_ms().saturating_add(
+                    u64::try_from(self.inner.cfg.invoke_deadline.as_millis()).unwrap_or(u64::MAX),
+                );
+                let entries: Vec<String> = names
+                    .iter()
+                    .map(|n| naming::invocation_entry(n, deadline))
+                    .collect();
+                match clouds.get(&c)?.coord.add_invoked(&key, &entries).await {
                     Ok(_) => {}
                     // The run ended and was collected meanwhile: nothing left to record.
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -775,6 +809,14 @@ impl Runtime {
     }
 }
 
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 fn short(h: &str) -> &str {
     &h[..12.min(h.len())]
 }
@@ -869,14 +911,19 @@ pub async fn run_status(clouds: &Clouds, run_id: &str) -> Result<RunStatus> {
     for c in clouds.iter() {
         for (key, item) in c.coord.list(&naming::run_prefix(run_id)).await? {
             let ok = matches!(
-                serde_json::from_slice::<OutputRecord>(&item.value),
-                Ok(OutputRecord::Ok(_))
+                joint_core::envelope::ItemRecord::decode(&item.value),
+                Ok(r) if matches!(r.out, OutputRecord::Ok(_))
             );
+            let invoked: std::collections::BTreeSet<String> = item
+                .invoked
+                .iter()
+                .map(|e| naming::split_invocation_entry(e).0.to_string())
+                .collect();
             instances.push(InstanceStatus {
                 cloud: c.name.clone(),
                 instance: key,
                 status: if ok { "ok" } else { "failed" },
-                invoked: item.invoked.into_iter().collect(),
+                invoked: invoked.into_iter().collect(),
             });
         }
     }

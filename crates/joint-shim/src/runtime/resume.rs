@@ -1,0 +1,565 @@
+//! Re-driving lost events: `joint resume`, `joint resume --from`, and the sweeper (ADR 0008).
+//!
+//! A FaaS queue can accept an event and then lose it; no error ever reaches the invoker. Every
+//! invocation record (an entry of the invoking instance's invoked set) carries a deadline, and
+//! every committed item keeps the envelope that made it, so a run can be re-driven from its
+//! stores alone. [`Runtime::resume`] finds the successors whose output did not appear by their
+//! deadline and has their committed predecessors invoke them again — on a replica cloud first,
+//! since the primary is the one that lost the event — through the same protocol state machine,
+//! so an instance still commits exactly one output. [`Runtime::sweep`] does this for every
+//! unfinished run in the stores; it is what a scheduled function runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use futures::stream::{self, StreamExt};
+use joint_core::envelope::{ItemRecord, OutputRecord};
+use joint_core::machine::{self, Machine, Outcome, StoredItem};
+use joint_core::naming;
+use joint_core::subgraph::{Shape, SubGraph};
+use serde::Serialize;
+
+use super::{Runtime, now_ms, rt_err};
+use crate::error::{ErrorKind, Result};
+
+/// Committed instances driven concurrently by one resume.
+const DRIVE_CONCURRENCY: usize = 16;
+
+/// What to re-drive.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// Re-drive every missing successor now instead of after its deadline (for a run known to be
+    /// stuck). An event that was only late then runs twice; its instance still commits once.
+    pub force: bool,
+    /// Re-run from this function: delete the committed outputs of its instances and of every
+    /// instance after them (and the run record), then invoke its instances again from their
+    /// predecessors.
+    pub from: Option<String>,
+}
+
+/// How a resume ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ResumeOutcome {
+    /// The run has its run record: nothing to re-drive.
+    Finished {
+        /// Whether the run succeeded.
+        ok: bool,
+    },
+    /// Nothing of the run is in the stores: the start event was lost (or the run id is wrong).
+    /// Start it again with the same run id; starting is idempotent.
+    NotStarted,
+    /// Every recorded invocation is still within its deadline.
+    InProgress {
+        /// Milliseconds until the last deadline passes.
+        wait_ms: u64,
+    },
+    /// Committed instances were driven again.
+    Resumed,
+}
+
+/// What a resume did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumeReport {
+    /// Run id.
+    pub run: String,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: ResumeOutcome,
+    /// Committed instances driven again.
+    pub driven: usize,
+    /// Successor instances invoked again (`name on cloud`).
+    pub redriven: Vec<String>,
+    /// Items deleted by `--from`.
+    pub deleted: Vec<String>,
+    /// Instances that could not be driven, and why.
+    pub errors: Vec<String>,
+}
+
+impl ResumeReport {
+    fn new(run: &str, outcome: ResumeOutcome) -> ResumeReport {
+        ResumeReport {
+            run: run.to_string(),
+            outcome,
+            driven: 0,
+            redriven: Vec::new(),
+            deleted: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// What one sweep over the stores did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    /// Unfinished runs of this workflow found in the stores.
+    pub runs: usize,
+    /// Of those, runs still within their deadlines.
+    pub in_progress: usize,
+    /// Runs that were re-driven.
+    pub resumed: Vec<ResumeReport>,
+    /// Runs that could not be looked at, and why.
+    pub errors: Vec<String>,
+}
+
+/// The workflow name and version (definition hash) run `run` was started with, read from its
+/// committed items on `clouds`; `None` when nothing of the run is stored.
+pub async fn run_version(
+    clouds: &crate::cloud::Clouds,
+    run: &str,
+) -> Result<Option<(String, String)>> {
+    for c in clouds.iter() {
+        for (_, item) in c.coord.list(&naming::run_prefix(run)).await? {
+            if let Ok(ItemRecord { env: Some(e), .. }) = ItemRecord::decode(&item.value) {
+                return Ok(Some((e.workflow, e.def_hash)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A committed item of the run.
+#[derive(Debug, Clone)]
+pub(super) struct Found {
+    pub(super) key: String,
+    pub(super) item: StoredItem,
+    pub(super) rec: ItemRecord,
+}
+
+/// State shared by the executions of one resume.
+pub(in crate::runtime) struct Redrive {
+    /// Keys of committed items when the resume started.
+    present: BTreeSet<String>,
+    /// Targets invoked by this resume (so two predecessors do not both invoke one successor).
+    claimed: Mutex<BTreeSet<String>>,
+    /// `name on cloud` of each invocation made.
+    invoked: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Runtime {
+    /// Re-drive run `run`: invoke again every successor whose output did not appear by its
+    /// deadline (every missing one with [`ResumeOptions::force`]), or re-run from a function.
+    /// Safe to call at any time and any number of times: an instance commits at most once.
+    pub async fn resume(&self, run: &str, opts: &ResumeOptions) -> Result<ResumeReport> {
+        if !naming::valid_id(run) {
+            return Err(rt_err(
+                ErrorKind::InvalidInput,
+                "resume",
+                run,
+                "a run id must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')",
+            ));
+        }
+        let record = self.run_record(run).await?;
+        let mut items = self.committed_items(run).await?;
+        let mut report = ResumeReport::new(run, ResumeOutcome::Resumed);
+        let mut reinvoke: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        match &opts.from {
+            None => {
+                if let Some(rec) = &record {
+                    let ok = matches!(rec.result, OutputRecord::Ok(_));
+                    return Ok(ResumeReport::new(run, ResumeOutcome::Finished { ok }));
+                }
+                if items.is_empty() {
+                    return Ok(ResumeReport::new(run, ResumeOutcome::NotStarted));
+                }
+            }
+            Some(from) => {
+                let (deleted, again) = self.rewind(run, from, &items, record.is_some()).await?;
+                items.retain(|f| !deleted.contains(&f.key));
+                report.deleted = deleted.into_iter().collect();
+                reinvoke = again;
+            }
+        }
+        let now = now_ms();
+        let present: BTreeSet<String> = items.iter().map(|f| f.key.clone()).collect();
+        let grace = u64::try_from(self.inner.cfg.invoke_deadline.as_millis()).unwrap_or(u64::MAX);
+        let mut latest = 0u64;
+        for f in &items {
+            latest = latest.max(f.rec.at_ms.unwrap_or(0).saturating_add(grace));
+            for entry in &f.item.invoked {
+                let (name, deadline) = naming::split_invocation_entry(entry);
+                if naming::parse_instance_name(name).is_none() {
+                    continue; // a batch hand-off: its run is re-driven on its own
+                }
+                latest = latest.max(deadline.unwrap_or(0));
+                let overdue = opts.force || deadline.is_some_and(|d| d <= now);
+                if overdue && !present.contains(&format!("{run}/{name}")) {
+                    reinvoke
+                        .entry(f.key.clone())
+                        .or_default()
+                        .insert(name.to_string());
+                }
+            }
+        }
+        if opts.from.is_none() && !opts.force && reinvoke.is_empty() && latest > now {
+            report.outcome = ResumeOutcome::InProgress {
+                wait_ms: latest - now,
+            };
+            return Ok(report);
+        }
+        let shared = Redrive {
+            present,
+            claimed: Mutex::new(BTreeSet::new()),
+            invoked: Mutex::new(Vec::new()),
+        };
+        let none = BTreeSet::new();
+        let todo: Vec<&Found> = items
+            .iter()
+            .filter(|f| !self.settled_branch(f, &items))
+            .collect();
+        let results: Vec<(String, Result<Outcome>)> = stream::iter(todo.into_iter().map(|f| {
+            let again = reinvoke.get(&f.key).unwrap_or(&none);
+            let shared = &shared;
+            async move {
+                (
+                    f.key.clone(),
+                    self.redrive_item(run, f, again, shared).await,
+                )
+            }
+        }))
+        .buffer_unordered(DRIVE_CONCURRENCY)
+        .collect()
+        .await;
+        for (key, r) in results {
+            match r {
+                Ok(_) => report.driven += 1,
+                Err(e) => report.errors.push(format!("{key}: {e}")),
+            }
+        }
+        report.errors.sort();
+        report.redriven = std::mem::take(&mut *lock(&shared.invoked));
+        report.redriven.sort();
+        Ok(report)
+    }
+
+    /// One pass of the sweeper: resume every unfinished run of this workflow found in the
+    /// coordination stores of its clouds. Runs still within their deadlines are left alone.
+    /// It lists whole stores (a DynamoDB Scan), so schedule it every few minutes, not seconds.
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        let wf = &self.inner.workflow.name;
+        let mut runs = BTreeSet::new();
+        for c in self.inner.clouds.iter() {
+            for (key, item) in c.coord.list("").await? {
+                let Some((run, _)) = key.split_once('/') else {
+                    continue;
+                };
+                // Run records and batches start with `_`; other workflows may share the table.
+                let ours = ItemRecord::decode(&item.value)
+                    .is_ok_and(|r| r.env.is_some_and(|e| &e.workflow == wf));
+                if !key.starts_with('_') && ours {
+                    runs.insert(run.to_string());
+                }
+            }
+        }
+        let mut report = SweepReport::default();
+        for run in runs {
+            match self.resume(&run, &ResumeOptions::default()).await {
+                Ok(r) => match r.outcome {
+                    ResumeOutcome::Resumed => {
+                        report.runs += 1;
+                        report.resumed.push(r);
+                    }
+                    ResumeOutcome::InProgress { .. } => {
+                        report.runs += 1;
+                        report.in_progress += 1;
+                    }
+                    ResumeOutcome::Finished { .. } | ResumeOutcome::NotStarted => {}
+                },
+                Err(e) => report.errors.push(format!("{run}: {e}")),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every committed item of `run` on every cloud, decoded.
+    pub(super) async fn committed_items(&self, run: &str) -> Result<Vec<Found>> {
+        let wf = &self.inner.workflow;
+        let mut out = Vec::new();
+        for c in self.inner.clouds.iter() {
+            for (key, item) in c.coord.list(&naming::run_prefix(run)).await? {
+                let rec = ItemRecord::decode(&item.value).map_err(|e| {
+                    rt_err(
+                        ErrorKind::InvalidInput,
+                        "resume",
+                        &key,
+                        format!(
+                            "the item in {}'s store is not an output record: {e}",
+                            c.name
+                        ),
+                    )
+                })?;
+                if let Some(env) = &rec.env
+                    && env.workflow != wf.name
+                {
+                    return Err(rt_err(
+                        ErrorKind::InvalidInput,
+                        "resume",
+                        run,
+                        format!(
+                            "run '{run}' belongs to workflow '{}', not '{}'",
+                            env.workflow, wf.name
+                        ),
+                    ));
+                }
+                out.push(Found { key, item, rec });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A fan-in branch whose aggregator has committed has nothing left to do.
+    fn settled_branch(&self, f: &Found, items: &[Found]) -> bool {
+        let Some(env) = &f.rec.env else { return false };
+        let Some(sub) = self.inner.workflow.sub(&env.function) else {
+            return false;
+        };
+        if !matches!(sub.shape(), Ok(Shape::FanIn | Shape::ByRedundant)) {
+            return false;
+        }
+        let (Some(top), Some(next)) = (env.branch.last(), sub.next.first()) else {
+            return false;
+        };
+        let parent = &env.branch[..env.branch.len() - 1];
+        items.iter().any(|g| {
+            g.rec.env.as_ref().is_some_and(|a| {
+                a.function == next.name && a.branch == parent && a.step > top.fork_step
+            })
+        })
+    }
+
+    fn sub_of(&self, run: &str, f: &Found) -> Result<(&SubGraph, joint_core::envelope::Envelope)> {
+        let wf = &self.inner.workflow;
+        let env = f.rec.env.clone().ok_or_else(|| {
+            rt_err(
+                ErrorKind::InvalidInput,
+                "resume",
+                &f.key,
+                "the item was written by a runtime that did not keep envelopes; it cannot be re-driven",
+            )
+        })?;
+        if env.def_hash != wf.hash {
+            return Err(rt_err(
+                ErrorKind::InvalidInput,
+                "resume",
+                run,
+                format!(
+                    "the run was started by workflow version {} but this deployment runs {}; resume it with the matching definition",
+                    super::short(&env.def_hash),
+                    super::short(&wf.hash)
+                ),
+            ));
+        }
+        let sub = wf.sub(&env.function).ok_or_else(|| {
+            rt_err(
+                ErrorKind::FunctionNotFound,
+                "resume",
+                &f.key,
+                format!("workflow '{}' has no function '{}'", wf.name, env.function),
+            )
+        })?;
+        Ok((sub, env))
+    }
+
+    /// Drive one committed instance again from its stored output.
+    async fn redrive_item(
+        &self,
+        run: &str,
+        f: &Found,
+        reinvoke: &BTreeSet<String>,
+        shared: &Redrive,
+    ) -> Result<Outcome> {
+        let (sub, env) = self.sub_of(run, f)?;
+        let cfg: machine::Config = self.machine_config(sub, &sub.faas)?;
+        let mut m = Machine::new(sub, env, cfg)
+            .map_err(|e| rt_err(ErrorKind::InvalidInput, "resume", &f.key, e.to_string()))?;
+        let first = m
+            .resume(f.item.clone(), reinvoke)
+            .map_err(|e| rt_err(ErrorKind::InvalidInput, "resume", &f.key, e.to_string()))?;
+        self.drive(&mut m, first, sub, &sub.faas, run, 1, Some(shared))
+            .await
+    }
+
+    /// Invoke a successor during a resume: skip it when its output exists (or another
+    /// predecessor of this resume invoked it already), else invoke it on a replica first.
+    pub(in crate::runtime) async fn redrive_call(
+        &self,
+        shared: &Redrive,
+        mut call: machine::Call,
+        from: &str,
+        run: &str,
+    ) -> std::result::Result<String, String> {
+        let target = format!("{}/{}", call.envelope.workflow_id, call.record_as);
+        if naming::parse_instance_name(&call.record_as).is_some() {
+            let exists = shared.present.contains(&target) || {
+                let home = self
+                    .inner
+                    .workflow
+                    .sub(&call.function)
+                    .map_or(call.cloud.as_str(), |s| s.faas.as_str());
+                match self.inner.clouds.get(home) {
+                    Ok(c) => matches!(c.coord.get(&target).await, Ok(Some(_))),
+                    Err(_) => false,
+                }
+            };
+            if exists || !lock(&shared.claimed).insert(target) {
+                return Ok(call.cloud);
+            }
+        }
+        if !call.failover.is_empty() {
+            let replica = call.failover.remove(0);
+            let primary = std::mem::replace(&mut call.cloud, replica);
+            call.failover.push(primary);
+        }
+        let name = call.record_as.clone();
+        let r = self.invoke_call(call, from, run).await;
+        if let Ok(cloud) = &r {
+            lock(&shared.invoked).push(format!("{name} on {cloud}"));
+        }
+        r
+    }
+
+    /// `--from`: delete what re-running from `function` replaces; return the deleted keys and,
+    /// per surviving predecessor, the instances it must invoke again.
+    async fn rewind(
+        &self,
+        run: &str,
+        function: &str,
+        items: &[Found],
+        finished: bool,
+    ) -> Result<(BTreeSet<String>, BTreeMap<String, BTreeSet<String>>)> {
+        let wf = &self.inner.workflow;
+        let bad = |msg: String| rt_err(ErrorKind::InvalidInput, "resume", run, msg);
+        if wf.sub(function).is_none() {
+            return Err(bad(format!(
+                "workflow '{}' has no function '{function}' (functions: {})",
+                wf.name,
+                wf.functions.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if function == wf.start {
+            return Err(bad(format!(
+                "'{function}' is the start function: re-running from it is a new run (`joint run` with a new run id)"
+            )));
+        }
+        if items.is_empty() {
+            return Err(bad(if finished {
+                format!(
+                    "run '{run}' finished and its working state was collected; keep it (`joint run --keep`) to re-run from a function"
+                )
+            } else {
+                format!("nothing of run '{run}' is in the stores")
+            }));
+        }
+        // The earliest step at which `function` ran or was invoked.
+        let mut steps: Vec<u32> = Vec::new();
+        for f in items {
+            if let Some(e) = &f.rec.env
+                && e.function == function
+            {
+                steps.push(e.step);
+            }
+            for entry in &f.item.invoked {
+                let (name, _) = naming::split_invocation_entry(entry);
+                if let Some((func, step)) = naming::parse_instance_name(name)
+                    && func == function
+                {
+                    steps.push(step);
+                }
+            }
+        }
+        let Some(from_step) = steps.into_iter().min() else {
+            return Err(bad(format!(
+                "function '{function}' was not reached in run '{run}'; there is nothing to re-run from"
+            )));
+        };
+        let after = reachable(wf, function);
+        let replaced = |func: &str, step: u32| after.contains(func) && step >= from_step;
+        let mut deleted = BTreeSet::new();
+        let mut joins = BTreeSet::new();
+        for f in items {
+            let Some(e) = &f.rec.env else { continue };
+            if !replaced(&e.function, e.step) {
+                continue;
+            }
+            deleted.insert(f.key.clone());
+            // A replaced fan-in branch joins again: its join starts over (the surviving
+            // branches of that join are driven again and re-join too).
+            if let Some(sub) = wf.sub(&e.function)
+                && matches!(sub.shape(), Ok(Shape::FanIn | Shape::ByRedundant))
+                && let (Some(top), Some(next)) = (e.branch.last(), sub.next.first())
+            {
+                let parent = &e.branch[..e.branch.len() - 1];
+                joins.insert((
+                    next.faas.clone(),
+                    naming::join_key(run, &next.name, top.fork_step, parent),
+                ));
+            }
+        }
+        let mut again: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for f in items.iter().filter(|f| !deleted.contains(&f.key)) {
+            for entry in &f.item.invoked {
+                let (name, _) = naming::split_invocation_entry(entry);
+                if let Some((func, step)) = naming::parse_instance_name(name)
+                    && replaced(func, step)
+                {
+                    again
+                        .entry(f.key.clone())
+                        .or_default()
+                        .insert(name.to_string());
+                }
+            }
+        }
+        let home_of = |key: &str| -> Result<&str> {
+            let func = key
+                .split_once('/')
+                .and_then(|(_, n)| naming::parse_instance_name(n))
+                .map(|(func, _)| func)
+                .unwrap_or_default();
+            wf.sub(func)
+                .map(|s| s.faas.as_str())
+                .ok_or_else(|| bad(format!("item '{key}' names no function of the workflow")))
+        };
+        for key in &deleted {
+            self.inner
+                .clouds
+                .get(home_of(key)?)?
+                .coord
+                .delete(key)
+                .await?;
+        }
+        for (cloud, key) in &joins {
+            self.inner.clouds.get(cloud)?.coord.delete(key).await?;
+        }
+        if finished {
+            let home = self.home()?.faas.clone();
+            self.inner
+                .clouds
+                .get(&home)?
+                .coord
+                .delete(&naming::run_key(run))
+                .await?;
+        }
+        let mut all = deleted;
+        all.extend(joins.into_iter().map(|(_, k)| k));
+        Ok((all, again))
+    }
+}
+
+/// `function` and every function reachable from it along the workflow's edges.
+fn reachable(wf: &joint_core::workflow::Workflow, function: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![function.to_string()];
+    while let Some(f) = todo.pop() {
+        if !seen.insert(f.clone()) {
+            continue;
+        }
+        if let Some(sub) = wf.sub(&f) {
+            todo.extend(sub.next.iter().map(|n| n.name.clone()));
+        }
+    }
+    seen
+}
