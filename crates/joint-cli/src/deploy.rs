@@ -91,3 +91,62 @@ pub async fn build_remote(name: &str, c: &CloudConfig) -> Result<Cloud, String> 
         )),
     }
 }
+
+/// The non-local clouds of the deployment config at `path` (none without a config).
+pub async fn remote_clouds(path: Option<&Path>) -> Result<Vec<Cloud>, String> {
+    let Some(p) = path else {
+        return Ok(Vec::new());
+    };
+    let cfg = load(p)?;
+    let mut remote = Vec::new();
+    for (name, c) in &cfg.clouds {
+        if c.backend != "local" {
+            remote.push(build_remote(name, c).await?);
+        }
+    }
+    Ok(remote)
+}
+
+/// The deployment keys in `JOINT_KEYS`, if set.
+pub fn keyring_from_env() -> Result<Option<joint_core::sign::Keyring>, String> {
+    match std::env::var("JOINT_KEYS") {
+        Ok(spec) if !spec.trim().is_empty() => joint_core::sign::Keyring::parse(&spec)
+            .map(Some)
+            .map_err(|e| format!("JOINT_KEYS: {e}")),
+        _ => Ok(None),
+    }
+}
+
+/// Where `joint run` notes which definition file has version `hash`, so `joint resume` can
+/// find it: `{state_dir}/definitions/{hash}`, holding the file's absolute path.
+fn definition_note(state_dir: &Path, hash: &str) -> std::path::PathBuf {
+    state_dir.join("definitions").join(hash)
+}
+
+/// Note that `definition` compiles to version `hash` (best effort: a failure only means
+/// `joint resume` needs `--definition`).
+pub fn remember_definition(state_dir: &Path, hash: &str, definition: &Path) {
+    let Ok(abs) = std::fs::canonicalize(definition) else {
+        return;
+    };
+    let note = definition_note(state_dir, hash);
+    if let Some(dir) = note.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = std::fs::write(&note, abs.to_string_lossy().as_bytes());
+    }
+}
+
+/// The definition file noted for version `hash`.
+pub fn recall_definition(state_dir: &Path, hash: &str) -> Result<std::path::PathBuf, String> {
+    let note = definition_note(state_dir, hash);
+    std::fs::read_to_string(&note)
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .map_err(|_| {
+            format!(
+                "{} does not say which definition has version {}; pass --definition",
+                state_dir.display(),
+                &hash[..12.min(hash.len())]
+            )
+        })
+}

@@ -11,6 +11,7 @@ mod load;
 mod paperbench;
 mod paperbench_cases;
 mod progress;
+mod resume;
 mod serve;
 mod sfnbench;
 mod timeline;
@@ -66,6 +67,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-drive a run whose events were lost, or re-run it from a function (`--from`).
+    Resume(resume::ResumeArgs),
+    /// Resume every unfinished run whose invocations are past their deadlines (once, or
+    /// `--every` N seconds); the same pass a deployed sweeper function makes.
+    Sweep(resume::SweepArgs),
     /// Delete a run's working state (and with --all its record).
     Gc {
         /// Run id.
@@ -111,7 +117,7 @@ struct RunArgs {
     /// Where the local clouds keep their state.
     #[arg(long, default_value = ".joint")]
     state_dir: PathBuf,
-    /// Fault injection: seed=N,crash=P,dup=P,drop=P,throttle=P.
+    /// Fault injection: seed=N,crash=P,dup=P,drop=P,throttle=P,lose=P.
     #[arg(long)]
     chaos: Option<String>,
     /// Emulated latency profile (JSON file with store_ms and invoke_ms).
@@ -129,6 +135,10 @@ struct RunArgs {
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,
+    /// When the run stalls (no event in flight, no result), report it instead of resuming it;
+    /// `joint resume` can re-drive it later.
+    #[arg(long)]
+    no_resume: bool,
     /// Draw the run as a Gantt chart (SVG) into this file.
     #[arg(long, value_name = "PATH")]
     timeline: Option<PathBuf>,
@@ -168,6 +178,8 @@ fn main() -> ExitCode {
                 state_dir,
                 all,
             } => gc(&run_id, &state_dir, all).await,
+            Cmd::Resume(args) => resume::resume(args).await,
+            Cmd::Sweep(args) => resume::sweep(args).await,
             Cmd::Bench(args) => bench::bench(args).await,
             Cmd::Serve(args) => serve::run(args).await,
             Cmd::Aliyun(args) => aliyun::run(args).await,
@@ -284,29 +296,15 @@ async fn run(a: RunArgs) -> ExitCode {
             Err(e) => return fail(format!("--latency {}: {e}", p.display())),
         },
     };
-    let mut remote = Vec::new();
-    if let Some(p) = &a.clouds {
-        let cfg = match deploy::load(p) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        };
-        for (name, c) in &cfg.clouds {
-            if c.backend == "local" {
-                continue;
-            }
-            match deploy::build_remote(name, c).await {
-                Ok(cloud) => remote.push(cloud),
-                Err(e) => return fail(e),
-            }
-        }
-    }
-    let keyring = match std::env::var("JOINT_KEYS") {
-        Ok(spec) if !spec.trim().is_empty() => match joint_core::sign::Keyring::parse(&spec) {
-            Ok(k) => Some(k),
-            Err(e) => return fail(format!("JOINT_KEYS: {e}")),
-        },
-        _ => None,
+    let remote = match deploy::remote_clouds(a.clouds.as_deref()).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
     };
+    let keyring = match deploy::keyring_from_env() {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    deploy::remember_definition(&a.state_dir, &workflow.hash, &a.definition);
     let show_progress = !a.json && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(progress::Progress::new(&workflow.name)));
     let opts = RunOptions {
@@ -323,6 +321,7 @@ async fn run(a: RunArgs) -> ExitCode {
         remote,
         timeout: Some(std::time::Duration::from_secs(a.timeout)),
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),
+        no_resume: a.no_resume,
         ..RunOptions::default()
     };
     let recorder = a
@@ -380,6 +379,8 @@ fn print_report(workflow: &str, r: &RunReport, json: bool) -> ExitCode {
             "makespan_ms": (r.makespan_ms * 1000.0).round() / 1000.0,
             "instances": r.instances,
             "reused": r.reused,
+            "resumes": r.resumes,
+            "redriven": r.redriven,
             "ops": {
                 "reads": r.ops.reads(),
                 "writes": r.ops.writes(),
@@ -425,10 +426,16 @@ fn print_report(workflow: &str, r: &RunReport, json: bool) -> ExitCode {
             r.ops.blob_get
         );
         let q = &r.queue;
-        if q.retries + q.dropped + q.duplicated + q.dead > 0 {
+        if q.retries + q.dropped + q.duplicated + q.dead + q.lost > 0 {
             println!(
-                "queue: {} deliveries · {} retries · {} lost attempts redelivered · {} duplicates · {} dead letters",
-                q.deliveries, q.retries, q.dropped, q.duplicated, q.dead
+                "queue: {} deliveries · {} retries · {} lost attempts redelivered · {} duplicates · {} dead letters · {} events lost",
+                q.deliveries, q.retries, q.dropped, q.duplicated, q.dead, q.lost
+            );
+        }
+        if r.resumes > 0 {
+            println!(
+                "resumed {} times after stalling; {} instances invoked again",
+                r.resumes, r.redriven
             );
         }
     }
