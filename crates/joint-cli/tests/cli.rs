@@ -393,3 +393,89 @@ fn secrets_never_appear_in_a_verbose_failing_run() {
     }
     assert!(!all.contains(key_hex), "the signing key leaked:\n{all}");
 }
+
+#[test]
+fn a_run_that_lost_events_is_resumed_by_the_runner_or_by_joint_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    // By default the runner resumes a stalled run itself.
+    let (v, o) = run_json(
+        &ex("demo.yaml"),
+        r#"{"n": 8}"#,
+        &["--chaos", "seed=3,lose=0.3"],
+        state,
+    );
+    assert_eq!(v["status"], "succeeded", "{}", text(&o));
+    assert_eq!(v["output"], 141, "{}", text(&o));
+    assert!(
+        v["queue"]["lost"].as_u64().unwrap() > 0 && v["resumes"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+
+    // With --no-resume the run stalls and says so; its state stays for `joint resume`.
+    let o = joint()
+        .args([
+            "run",
+            &ex("demo.yaml"),
+            "--input",
+            r#"{"n": 8}"#,
+            "--run-id",
+            "stuck",
+        ])
+        .args(["--chaos", "seed=3,lose=0.3", "--no-resume", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("stalled"), "{}", text(&o));
+    let resume = |extra: &[&str]| {
+        joint()
+            .args(["resume", "stuck", "--state-dir"])
+            .arg(state)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Its invocations are within their one-hour deadlines: nothing is done without --force.
+    let o = resume(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("in progress"), "{}", text(&o));
+    let o = resume(&["--force", "--keep"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("re-invoked (") && out.contains("succeeded") && out.contains("141"),
+        "{out}"
+    );
+
+    // Kept state: re-run from the Map's target; same result, the branches ran again.
+    let o = resume(&["--from", "square", "--json"]);
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v["run"]["output"], 141, "{v}");
+    assert_eq!(v["resume"]["state"], "resumed", "{v}");
+    assert!(v["resume"]["deleted"].as_array().unwrap().len() >= 8, "{v}");
+
+    // Collected now (no --keep): resuming says it finished; a bad function name is an error.
+    let o = resume(&[]);
+    assert!(text(&o).contains("already finished"), "{}", text(&o));
+    let o = joint()
+        .args(["resume", "nope", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("no run 'nope'"),
+        "{}",
+        text(&o)
+    );
+
+    // One sweeper pass over the state directory finds nothing left to do.
+    let o = joint()
+        .args(["sweep", "--definition", &ex("demo.yaml"), "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("0 unfinished runs"), "{}", text(&o));
+}

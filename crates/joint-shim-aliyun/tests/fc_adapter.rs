@@ -141,3 +141,73 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
     assert_eq!(body["errorType"], "InvalidInput", "{body}");
     assert!(body["errorMessage"].is_string(), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_triggered_sweep_redrives_a_lost_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = "workflow: fc-sweep\nfunctions:\n  - {name: first, cloud: aliyun, handler: inc, next: [{to: second}]}\n  - {name: second, cloud: aliyun, handler: inc}\n";
+    let workflow = joint_core::compile::load("fc.yaml", src).expect("definition");
+    let queue = Arc::new(Queue::default());
+    let mut clouds = Clouds::new();
+    clouds.insert(Cloud {
+        name: "aliyun".into(),
+        faas: queue.clone(),
+        coord: Arc::new(SqliteCoordStore::in_memory("aliyun").expect("sqlite")),
+        blob: Arc::new(FsBlobStore::new(dir.path(), "aliyun").expect("blobs")),
+    });
+    let cfg = RuntimeConfig {
+        // Every invocation is overdue at once, so one sweep finds the lost one.
+        invoke_deadline: std::time::Duration::ZERO,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(
+        Arc::new(workflow),
+        clouds,
+        joint_examples::builtin_handlers(),
+        cfg,
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/invoke", listener.local_addr().expect("addr"));
+    let app = adapter::router(Arc::new(rt.clone()) as Arc<dyn Deliver>, "aliyun");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let client = reqwest::Client::new();
+
+    rt.start("fc-lost", json!(1)).await.expect("start");
+    let (f, event) = queue.pop().expect("the start event");
+    assert_eq!(f, "first");
+    assert_eq!(post(&client, &url, event).await.0, 200);
+    // FC accepted `second` and lost it.
+    let (f, _lost) = queue.pop().expect("second's event");
+    assert_eq!(f, "second");
+    assert!(rt.run_record("fc-lost").await.expect("record").is_none());
+
+    // The timer trigger's event makes the function sweep: `second` is invoked again.
+    let (status, body) = post(&client, &url, Bytes::from_static(b"{\"joint\":\"sweep\"}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["sweep"]["resumed"][0]["redriven"][0], "second_1 on aliyun",
+        "{body}"
+    );
+    let (f, event) = queue.pop().expect("the re-driven event");
+    assert_eq!(f, "second");
+    assert_eq!(post(&client, &url, event).await.0, 200);
+    let rec = rt
+        .run_record("fc-lost")
+        .await
+        .expect("record")
+        .expect("finished");
+    assert_eq!(
+        rt.resolve_output(&rec).await.expect("resolve").expect("ok"),
+        json!(3)
+    );
+
+    // Nothing is left to sweep.
+    let (status, body) = post(&client, &url, Bytes::from_static(b"{\"joint\":\"sweep\"}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sweep"]["runs"], 0, "{body}");
+}

@@ -44,6 +44,25 @@ async fn invoke(State(s): State<AdapterState>, headers: HeaderMap, body: Bytes) 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if joint_shim::runtime::is_sweep_event(&body) {
+        return match s.runtime.sweep().await {
+            Ok(r) => (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                serde_json::json!({ "ok": true, "sweep": r }).to_string(),
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::warn!(request_id, error = %e, "sweep failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [("content-type", "application/json")],
+                    serde_json::json!({ "ok": false, "error": e.to_string() }).to_string(),
+                )
+                    .into_response()
+            }
+        };
+    }
     // FC retries failed async invocations; it does not number deliveries, so the runtime is
     // told "first delivery" and relies on its checkpoints for the rest.
     match s.runtime.deliver(&s.cloud, body, 1).await {

@@ -56,6 +56,15 @@ async fn handle(mode: &Mode, ev: LambdaEvent<Value>) -> Result<Value, Diagnostic
                 error_type: "InvalidEvent".into(),
                 error_message: e.to_string(),
             })?;
+            if joint_shim::runtime::is_sweep_event(&bytes) {
+                return match runtime.sweep().await {
+                    Ok(r) => Ok(serde_json::json!({ "sweep": r })),
+                    Err(e) => Err(Diagnostic {
+                        error_type: format!("joint.{}", e.kind().as_str()),
+                        error_message: e.to_string(),
+                    }),
+                };
+            }
             // Lambda retries failed async events; the delivery count is not exposed, and the
             // protocol does not depend on it.
             match runtime.handle(cloud, &bytes, 1).await {

@@ -29,7 +29,9 @@ use crate::traits::Created;
 
 mod resume;
 
-pub use resume::{ResumeOptions, ResumeOutcome, ResumeReport, SweepReport, run_version};
+pub use resume::{
+    ResumeOptions, ResumeOutcome, ResumeReport, SweepReport, is_sweep_event, run_version,
+};
 
 /// What to do when a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,6 +125,8 @@ pub trait Deliver: Send + Sync {
     async fn deliver(&self, cloud: &str, event: Bytes, delivery: u32) -> Result<Outcome>;
     /// Functions this runtime can execute on `cloud` (placed there or replicated there).
     fn hosted(&self, cloud: &str) -> Vec<String>;
+    /// One sweeper pass ([`Runtime::sweep`]): what a scheduled `{"joint": "sweep"}` event runs.
+    async fn sweep(&self) -> Result<SweepReport>;
 }
 
 #[async_trait]
@@ -138,6 +142,9 @@ impl Deliver for Runtime {
             .filter(|s| s.faas == cloud || s.failover.iter().any(|c| c == cloud))
             .map(|s| s.name.clone())
             .collect()
+    }
+    async fn sweep(&self) -> Result<SweepReport> {
+        Runtime::sweep(self).await
     }
 }
 

@@ -102,6 +102,16 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
+/// Whether `event` is the sweeper's scheduled event, `{"joint": "sweep"}`, rather than an
+/// envelope. Deployed functions run [`Runtime::sweep`] for it (an EventBridge rule or an FC
+/// timer trigger sends it every few minutes).
+pub fn is_sweep_event(event: &[u8]) -> bool {
+    // Envelopes are larger and never have a `joint` field; skip parsing them.
+    event.len() < 256
+        && serde_json::from_slice::<serde_json::Value>(event)
+            .is_ok_and(|v| v.get("joint").and_then(|j| j.as_str()) == Some("sweep"))
+}
+
 /// The workflow name and version (definition hash) run `run` was started with, read from its
 /// committed items on `clouds`; `None` when nothing of the run is stored.
 pub async fn run_version(
@@ -211,19 +221,16 @@ impl Runtime {
             .iter()
             .filter(|f| !self.settled_branch(f, &items))
             .collect();
-        let results: Vec<(String, Result<Outcome>)> = stream::iter(todo.into_iter().map(|f| {
-            let again = reinvoke.get(&f.key).unwrap_or(&none);
-            let shared = &shared;
-            async move {
-                (
-                    f.key.clone(),
-                    self.redrive_item(run, f, again, shared).await,
-                )
-            }
-        }))
-        .buffer_unordered(DRIVE_CONCURRENCY)
-        .collect()
-        .await;
+        // Futures made up front: a closure inside the stream would not be `Send` for every
+        // lifetime, which the `Deliver` trait's sweep needs.
+        let futures: Vec<_> = todo
+            .into_iter()
+            .map(|f| self.redrive_keyed(run, f, reinvoke.get(&f.key).unwrap_or(&none), &shared))
+            .collect();
+        let results: Vec<(String, Result<Outcome>)> = stream::iter(futures)
+            .buffer_unordered(DRIVE_CONCURRENCY)
+            .collect()
+            .await;
         for (key, r) in results {
             match r {
                 Ok(_) => report.driven += 1,
@@ -362,6 +369,19 @@ impl Runtime {
             )
         })?;
         Ok((sub, env))
+    }
+
+    async fn redrive_keyed(
+        &self,
+        run: &str,
+        f: &Found,
+        reinvoke: &BTreeSet<String>,
+        shared: &Redrive,
+    ) -> (String, Result<Outcome>) {
+        (
+            f.key.clone(),
+            self.redrive_item(run, f, reinvoke, shared).await,
+        )
     }
 
     /// Drive one committed instance again from its stored output.
