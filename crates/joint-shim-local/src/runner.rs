@@ -338,7 +338,9 @@ async fn wait(
             }
             let dead = dep.clouds.dead_letters();
             let why = if dead.is_empty() {
-                "no event is in flight and the run has no result".to_string()
+                format!(
+                    "no event is in flight and the run has no result (an event was lost; `joint resume {run_id} --force` re-drives it)"
+                )
             } else {
                 dead.iter()
                     .map(|(c, d)| {

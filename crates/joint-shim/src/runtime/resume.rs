@@ -140,6 +140,9 @@ pub(super) struct Found {
 pub(in crate::runtime) struct Redrive {
     /// Keys of committed items when the resume started.
     present: BTreeSet<String>,
+    /// Successors whose events were lost: invoked on a replica first (`--from` re-runs go to
+    /// the primary).
+    lost: BTreeSet<String>,
     /// Targets invoked by this resume (so two predecessors do not both invoke one successor).
     claimed: Mutex<BTreeSet<String>>,
     /// `name on cloud` of each invocation made.
@@ -188,6 +191,7 @@ impl Runtime {
         let present: BTreeSet<String> = items.iter().map(|f| f.key.clone()).collect();
         let grace = u64::try_from(self.inner.cfg.invoke_deadline.as_millis()).unwrap_or(u64::MAX);
         let mut latest = 0u64;
+        let mut lost = BTreeSet::new();
         for f in &items {
             latest = latest.max(f.rec.at_ms.unwrap_or(0).saturating_add(grace));
             for entry in &f.item.invoked {
@@ -197,7 +201,9 @@ impl Runtime {
                 }
                 latest = latest.max(deadline.unwrap_or(0));
                 let overdue = opts.force || deadline.is_some_and(|d| d <= now);
-                if overdue && !present.contains(&format!("{run}/{name}")) {
+                let target = format!("{run}/{name}");
+                if overdue && !present.contains(&target) {
+                    lost.insert(target);
                     reinvoke
                         .entry(f.key.clone())
                         .or_default()
@@ -213,6 +219,7 @@ impl Runtime {
         }
         let shared = Redrive {
             present,
+            lost,
             claimed: Mutex::new(BTreeSet::new()),
             invoked: Mutex::new(Vec::new()),
         };
@@ -425,11 +432,11 @@ impl Runtime {
                     Err(_) => false,
                 }
             };
-            if exists || !lock(&shared.claimed).insert(target) {
+            if exists || !lock(&shared.claimed).insert(target.clone()) {
                 return Ok(call.cloud);
             }
         }
-        if !call.failover.is_empty() {
+        if shared.lost.contains(&target) && !call.failover.is_empty() {
             let replica = call.failover.remove(0);
             let primary = std::mem::replace(&mut call.cloud, replica);
             call.failover.push(primary);
