@@ -112,6 +112,8 @@ pub fn parse_error(backend: &str, op: &'static str, key: &str, e: &OssError) -> 
         | (401 | 403, _) => ErrorKind::AccessDenied,
         (_, "EntityTooLarge") | (413, _) => ErrorKind::PayloadTooLarge,
         (_, "Throttling" | "SlowDown" | "TooManyRequests") | (429, _) => ErrorKind::Throttled,
+        // OSS answers a request that took too long 400 `RequestTimeout`; `joint serve` uses 408.
+        (_, "RequestTimeout") | (408, _) => ErrorKind::Timeout,
         (_, "InvalidDigest" | "InvalidArgument" | "MalformedXML" | "InvalidObjectName")
         | (400, _) => ErrorKind::InvalidInput,
         (404, _) => ErrorKind::NotFound,
@@ -186,5 +188,20 @@ mod tests {
             parse_error("o", "get", "k", &sig).kind(),
             ErrorKind::AccessDenied
         );
+    }
+    #[test]
+    fn request_timeouts_are_timeouts() {
+        for status in [400, 408] {
+            let e = OssError {
+                status,
+                code: "RequestTimeout".into(),
+                ..Default::default()
+            };
+            assert_eq!(
+                parse_error("o", "put_new", "k", &e).kind(),
+                ErrorKind::Timeout,
+                "{status}"
+            );
+        }
     }
 }
