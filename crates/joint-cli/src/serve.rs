@@ -18,7 +18,8 @@ pub struct ServeArgs {
     /// Endpoint to serve, NAME=ADDR (repeatable), e.g. `lambda=127.0.0.1:9001`.
     #[arg(long = "listen", value_name = "NAME=ADDR")]
     pub listen: Vec<String>,
-    /// Endpoint setting KEY=VALUE (repeatable), e.g. credentials to verify signatures.
+    /// Endpoint setting KEY=VALUE (repeatable), e.g. credentials to verify signatures, or a
+    /// request timeout `NAME.timeout_secs=SECONDS` (defaults: lambda and fc 900, oss and ots 30).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Extra local clouds to create (repeatable), besides the workflow's.

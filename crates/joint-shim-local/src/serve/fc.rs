@@ -4,14 +4,15 @@
 //!
 //! Settings: `aliyun.access_key_id`, `aliyun.access_key_secret` (else the
 //! `ALIBABA_CLOUD_*` variables), `fc.cloud` (which local cloud runs the functions; default: the
-//! only cloud, else `aliyun`).
+//! only cloud, else `aliyun`), `fc.timeout_secs` (default 900 s; past it a request is answered
+//! 408 `RequestTimeout`, see [`super`]).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use joint_shim::ErrorKind;
 use joint_shim_aliyun::Credential;
@@ -86,6 +87,11 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .fallback(handle)
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state)
+}
+
+/// FC's answer to a request that ran past `fc.timeout_secs`: 408 `RequestTimeout`.
+pub(super) fn timed_out(_: &ServeState, _: &Method, _: &Uri, message: &str) -> Response {
+    fc_error(408, "RequestTimeout", message, &request_id())
 }
 
 fn fc_error(status: u16, code: &str, message: impl Into<String>, rid: &str) -> Response {

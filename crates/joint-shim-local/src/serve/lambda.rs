@@ -12,19 +12,31 @@
 //! Functions are the workflow functions the served runtime hosts and the raw functions added
 //! with [`crate::LocalFaas::add_raw`]. The setting `lambda.cloud` pins one cloud; otherwise
 //! the first cloud (by name) hosting the function answers. Requests are not authenticated.
+//! A request running past `lambda.timeout_secs` (default 900 s, Lambda's maximum function
+//! timeout) is answered 408 `RequestTimeoutException` (see [`super`]).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use joint_shim::{Error, ErrorKind, Faas};
 use serde_json::json;
 
 use super::ServeState;
+
+/// Lambda's answer to a request that ran past `lambda.timeout_secs`: 408
+/// `RequestTimeoutException` (the AWS SDKs retry it as a transient error).
+pub(super) fn timed_out(_: &ServeState, _: &Method, _: &Uri, message: &str) -> Response {
+    service_error(
+        StatusCode::REQUEST_TIMEOUT,
+        "RequestTimeoutException",
+        message,
+    )
+}
 
 /// The router of the endpoint.
 pub fn router(state: Arc<ServeState>) -> Router {

@@ -6,14 +6,15 @@
 //! Objects are stored create-only and atomically by an [`FsBlobStore`] under
 //! `{state_dir}/{cloud}/blobs/{bucket}/` — the local cloud's blob folder. Settings:
 //! `aliyun.access_key_id` / `aliyun.access_key_secret`, `oss.bucket` (only this bucket
-//! exists; default: any), `oss.cloud`.
+//! exists; default: any), `oss.cloud`, `oss.timeout_secs` (default 30 s; past it a request is
+//! answered 408 `RequestTimeout`, see [`super`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use joint_shim::{BlobStore, ErrorKind};
@@ -107,6 +108,12 @@ fn error(status: u16, code: &str, message: impl Into<String>, head: bool) -> Res
         )
             .into_response()
     }
+}
+
+/// OSS's answer to a request that ran past `oss.timeout_secs`: `RequestTimeout` (OSS's code
+/// for a request that took too long; here with HTTP 408).
+pub(super) fn timed_out(_: &ServeState, method: &Method, _: &Uri, message: &str) -> Response {
+    error(408, "RequestTimeout", message, *method == Method::HEAD)
 }
 
 fn blob_error(e: &joint_shim::Error, head: bool) -> Response {

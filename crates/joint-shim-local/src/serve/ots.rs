@@ -6,7 +6,9 @@
 //!
 //! Rows live in memory for the life of the server, behind one lock, so every request is
 //! atomic per row (and per batch). Settings: `aliyun.access_key_id` / `aliyun.access_key_secret`
-//! (else `ALIBABA_CLOUD_*`), optional `ots.instance` (refuse other instance names).
+//! (else `ALIBABA_CLOUD_*`), optional `ots.instance` (refuse other instance names),
+//! `ots.timeout_secs` (default 30 s; past it a request is answered 408 `OTSRequestTimeout`, see
+//! [`super`]).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use joint_shim_aliyun::Timestamp;
 use joint_shim_aliyun::ots::plainbuffer::{decode_rows, encode_rows, pk_cmp};
@@ -98,7 +100,18 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .with_state(ots)
 }
 
-fn answer(ots: &Ots, action: &str, status: u16, body: Vec<u8>) -> Response {
+/// Tablestore's answer to a request that ran past `ots.timeout_secs`: 408 `OTSRequestTimeout`,
+/// as Tablestore documents it.
+pub(super) fn timed_out(state: &ServeState, _: &Method, uri: &Uri, message: &str) -> Response {
+    let action = uri.path().trim_start_matches('/');
+    fail(
+        state,
+        action,
+        (408, "OTSRequestTimeout", message.to_string()),
+    )
+}
+
+fn answer(state: &ServeState, action: &str, status: u16, body: Vec<u8>) -> Response {
     let mut h = vec![
         ("x-ots-requestid".to_string(), request_id()),
         ("x-ots-date".to_string(), Timestamp::now().iso8601_millis()),
@@ -108,7 +121,7 @@ fn answer(ots: &Ots, action: &str, status: u16, body: Vec<u8>) -> Response {
             "protocol buffer".to_string(),
         ),
     ];
-    if let Some(c) = credential(&ots.state) {
+    if let Some(c) = credential(state) {
         let auth = sign::ots::response_authorization(&format!("/{action}"), &h, &c);
         h.push(("authorization".into(), auth));
     }
@@ -128,14 +141,14 @@ fn answer(ots: &Ots, action: &str, status: u16, body: Vec<u8>) -> Response {
     r
 }
 
-fn fail(ots: &Ots, action: &str, f: Fail) -> Response {
+fn fail(state: &ServeState, action: &str, f: Fail) -> Response {
     let e = OtsError {
         status: f.0,
         code: f.1.to_string(),
         message: f.2,
         request_id: None,
     };
-    answer(ots, action, f.0, e.encode_body())
+    answer(state, action, f.0, e.encode_body())
 }
 
 async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
@@ -145,7 +158,7 @@ async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => {
             return fail(
-                &ots,
+                &ots.state,
                 &action,
                 (413, "OTSRequestBodyTooLarge", e.to_string()),
             );
@@ -154,7 +167,7 @@ async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
     let parts = parts_of(head.method.as_str(), &head.uri, &head.headers);
     if head.method != axum::http::Method::POST {
         return fail(
-            &ots,
+            &ots.state,
             &action,
             (405, "OTSMethodNotAllowed", "only POST is supported".into()),
         );
@@ -166,20 +179,20 @@ async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
         Timestamp::now(),
         MAX_SKEW_SECS,
     ) {
-        return fail(&ots, &action, (403, "OTSAuthFailed", e.to_string()));
+        return fail(&ots.state, &action, (403, "OTSAuthFailed", e.to_string()));
     }
     if let Some(want) = ots.state.settings.get("ots.instance")
         && parts.get("x-ots-instancename") != Some(want.as_str())
     {
         return fail(
-            &ots,
+            &ots.state,
             &action,
             (403, "OTSAuthFailed", "instance not found".into()),
         );
     }
     match dispatch(&ots, &action, &body) {
-        Ok(out) => answer(&ots, &action, 200, out),
-        Err(f) => fail(&ots, &action, f),
+        Ok(out) => answer(&ots.state, &action, 200, out),
+        Err(f) => fail(&ots.state, &action, f),
     }
 }
 
