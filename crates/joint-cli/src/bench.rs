@@ -14,7 +14,7 @@ use crate::harness::cpu_ms;
 /// Benchmark arguments.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `chain`, `scale`, `paper`, `sfn` or `failover`.
+    /// Which benchmark: `chain`, `scale`, `paper`, `sfn`, `failover` or `faults`.
     #[arg(default_value = "chain")]
     pub which: String,
     /// `failover`: length of the experiment in seconds.
@@ -41,9 +41,12 @@ pub struct BenchArgs {
     /// Functions in the chain.
     #[arg(long, default_value_t = 100)]
     pub length: u32,
-    /// Runs to average over.
-    #[arg(long, default_value_t = 5)]
-    pub runs: u32,
+    /// Runs to average over (`faults`: runs in all; default 5, or 210 for `faults`).
+    #[arg(long)]
+    pub runs: Option<u32>,
+    /// `faults`: seed of the fault schedules.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Checkpoint policy: eager or lazy.
     #[arg(long, default_value = "eager")]
     pub checkpoint: String,
@@ -115,10 +118,13 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
             };
         }
         "paper" => return crate::paperbench::paper(&a).await,
+        "faults" => {
+            return crate::faultbench::faults(u64::from(a.runs.unwrap_or(210)), a.seed).await;
+        }
         "sfn" => return crate::sfnbench::sfn(&a).await,
         other => {
             eprintln!(
-                "error: unknown benchmark '{other}' (known: chain, scale, paper, sfn, failover)"
+                "error: unknown benchmark '{other}' (known: chain, scale, paper, sfn, failover, faults)"
             );
             return ExitCode::from(2);
         }
@@ -131,11 +137,12 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runs = a.runs.unwrap_or(5).max(1);
     let w = Arc::new(chain(a.length.max(1), lazy));
     let hops = a.length.max(1) as f64;
     println!(
         "chain of {} no-op functions alternating local-a/local-b, {} checkpoints, {} runs (in-memory SQLite, no injected latency)",
-        a.length, a.checkpoint, a.runs
+        a.length, a.checkpoint, runs
     );
     println!(
         "{:>4} {:>12} {:>14} {:>14} {:>8} {:>8} {:>8} {:>8}",
@@ -143,7 +150,7 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
     );
     let mut walls = Vec::new();
     let mut last = None;
-    for i in 0..a.runs.max(1) {
+    for i in 0..runs {
         let c0 = cpu_ms();
         let t0 = Instant::now();
         let r = match run_local(

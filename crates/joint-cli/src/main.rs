@@ -5,6 +5,7 @@ mod aws;
 mod bench;
 mod deploy;
 mod failoverbench;
+mod faultbench;
 mod graph;
 mod harness;
 mod load;

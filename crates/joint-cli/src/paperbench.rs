@@ -101,7 +101,7 @@ pub async fn paper(a: &BenchArgs) -> ExitCode {
         }
     };
     let handlers = joint_examples::builtin_handlers();
-    let runs = a.runs.max(1);
+    let runs = a.runs.unwrap_or(5).max(1);
     println!(
         "network: {} ms per datastore op, {} ms cross-cloud / {} ms same-cloud invoke, {} ms per managed transition, {} ms per engine DB write; {runs} runs each; prices: {}",
         latency.store("*").as_secs_f64() * 1000.0,

@@ -113,7 +113,7 @@ pub async fn sfn(a: &BenchArgs) -> ExitCode {
         Ok(w) => w,
         Err(d) => return fail(d),
     };
-    let runs = a.runs.max(1) as usize;
+    let runs = a.runs.unwrap_or(5).max(1) as usize;
     let poll = Duration::from_millis(a.poll_ms.max(1));
 
     // joint's datastore operations per run: the protocol's count does not depend on the

@@ -78,6 +78,9 @@ pub struct QueueStats {
     pub dead: u64,
     /// Events accepted and then lost for good (chaos `lose`).
     pub lost: u64,
+    /// Invocations refused with an injected throttling error (chaos `throttle`; counted by the
+    /// cloud's fault layer, filled in by [`crate::LocalClouds::queue_stats`]).
+    pub throttled: u64,
 }
 
 #[derive(Default)]
@@ -212,6 +215,8 @@ impl LocalFaas {
             duplicated: l(&s.duplicated),
             dead: l(&s.dead),
             lost: l(&s.lost),
+            // Counted by the cloud's fault layer, outside the queue.
+            throttled: 0,
         }
     }
 

@@ -87,6 +87,7 @@ impl LocalCloudsBuilder {
         let mut clouds = Clouds::new();
         let mut faas = BTreeMap::new();
         let mut switches = BTreeMap::new();
+        let mut throttles = Vec::new();
         for name in &self.names {
             let coord = match &self.state_dir {
                 Some(d) => SqliteCoordStore::open(d.join(name).join("coord.db"), name)?,
@@ -109,14 +110,12 @@ impl LocalCloudsBuilder {
             let local = LocalFaas::new(name, fcfg);
             let delay = self.latency.store(name);
             let sw = OutageSwitch::new();
+            let faulty = Faulty::new(local.clone(), self.chaos, name);
+            throttles.push(faulty.injected());
             clouds.insert(Cloud {
                 name: name.clone(),
                 faas: Arc::new(Counted::new(
-                    Switched::new(
-                        Faulty::new(local.clone(), self.chaos, name),
-                        sw.clone(),
-                        name,
-                    ),
+                    Switched::new(faulty, sw.clone(), name),
                     counts.clone(),
                 )),
                 coord: Arc::new(Counted::new(
@@ -136,6 +135,7 @@ impl LocalCloudsBuilder {
             faas,
             counts,
             switches,
+            throttles,
             state_dir: self.state_dir,
         })
     }
@@ -158,6 +158,7 @@ pub struct LocalClouds {
     /// Operation counters of every cloud.
     pub counts: OpCounts,
     switches: BTreeMap<String, OutageSwitch>,
+    throttles: Vec<Arc<std::sync::atomic::AtomicU64>>,
     state_dir: Option<PathBuf>,
 }
 
@@ -213,6 +214,9 @@ impl LocalClouds {
             s.duplicated += q.duplicated;
             s.dead += q.dead;
             s.lost += q.lost;
+        }
+        for t in &self.throttles {
+            s.throttled += t.load(std::sync::atomic::Ordering::Relaxed);
         }
         s
     }

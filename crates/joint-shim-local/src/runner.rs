@@ -96,6 +96,8 @@ pub struct QueueStatsReport {
     pub dead: u64,
     /// Events lost for good (recovered by resumes).
     pub lost: u64,
+    /// Invocations refused with injected throttling (retried).
+    pub throttled: u64,
 }
 
 impl From<QueueStats> for QueueStatsReport {
@@ -108,6 +110,7 @@ impl From<QueueStats> for QueueStatsReport {
             duplicated: q.duplicated,
             dead: q.dead,
             lost: q.lost,
+            throttled: q.throttled,
         }
     }
 }

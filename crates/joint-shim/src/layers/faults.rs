@@ -127,6 +127,7 @@ pub struct Faulty<T> {
     chaos: Chaos,
     cloud: String,
     seen: Arc<Mutex<HashMap<[u8; 32], u32>>>,
+    injected: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<T> Faulty<T> {
@@ -137,7 +138,13 @@ impl<T> Faulty<T> {
             chaos,
             cloud: cloud.to_string(),
             seen: Arc::new(Mutex::new(HashMap::new())),
+            injected: Arc::default(),
         }
+    }
+
+    /// The number of invocations refused so far (shared by clones).
+    pub fn injected(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.injected.clone()
     }
 
     fn throttled(&self, function: &str, payload: &[u8]) -> bool {
@@ -148,7 +155,7 @@ impl<T> Faulty<T> {
             *n += 1;
             *n
         };
-        self.chaos.fires(
+        let fires = self.chaos.fires(
             self.chaos.throttle,
             &[
                 "throttle",
@@ -157,7 +164,12 @@ impl<T> Faulty<T> {
                 &hex::encode(digest),
                 &n.to_string(),
             ],
-        )
+        );
+        if fires {
+            self.injected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fires
     }
 }
 
