@@ -107,16 +107,6 @@ pub async fn remote_clouds(path: Option<&Path>) -> Result<Vec<Cloud>, String> {
     Ok(remote)
 }
 
-/// The deployment keys in `JOINT_KEYS`, if set.
-pub fn keyring_from_env() -> Result<Option<joint_core::sign::Keyring>, String> {
-    match std::env::var("JOINT_KEYS") {
-        Ok(spec) if !spec.trim().is_empty() => joint_core::sign::Keyring::parse(&spec)
-            .map(Some)
-            .map_err(|e| format!("JOINT_KEYS: {e}")),
-        _ => Ok(None),
-    }
-}
-
 /// Where `joint run` notes which definition file has version `hash`, so `joint resume` can
 /// find it: `{state_dir}/definitions/{hash}`, holding the file's absolute path.
 fn definition_note(state_dir: &Path, hash: &str) -> std::path::PathBuf {

@@ -301,8 +301,8 @@ async fn run(a: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let keyring = match deploy::keyring_from_env() {
-        Ok(k) => k,
+    let runtime = match joint_shim::RuntimeConfig::from_env() {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
     deploy::remember_definition(&a.state_dir, &workflow.hash, &a.definition);
@@ -315,10 +315,7 @@ async fn run(a: RunArgs) -> ExitCode {
         chaos,
         latency,
         keep: a.keep,
-        runtime: Some(joint_shim::RuntimeConfig {
-            keyring,
-            ..joint_shim::RuntimeConfig::default()
-        }),
+        runtime: Some(runtime),
         remote,
         timeout: Some(std::time::Duration::from_secs(a.timeout)),
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),

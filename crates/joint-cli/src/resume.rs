@@ -24,10 +24,10 @@ pub struct Target {
     /// Deployment config naming the backend of each cloud (clouds it omits are local).
     #[arg(long)]
     clouds: Option<PathBuf>,
-    /// Seconds an invocation has before its event counts as lost (the deadline recorded with it
-    /// by this process; the runs' own records carry the deadlines they were given).
-    #[arg(long, default_value_t = 3600)]
-    deadline: u64,
+    /// Seconds an invocation made by this process has before its event counts as lost (default:
+    /// `JOINT_INVOKE_DEADLINE_SECS`, else 3600; the runs' records keep the deadlines they got).
+    #[arg(long, value_name = "SECS")]
+    deadline: Option<u64>,
 }
 
 /// `joint resume`.
@@ -107,10 +107,12 @@ impl Target {
             state_dir: Some(self.state_dir.clone()),
             keep,
             remote: config::remote_clouds(self.clouds.as_deref()).await?,
-            runtime: Some(joint_shim::RuntimeConfig {
-                keyring: config::keyring_from_env()?,
-                invoke_deadline: Duration::from_secs(self.deadline),
-                ..joint_shim::RuntimeConfig::default()
+            runtime: Some({
+                let mut cfg = joint_shim::RuntimeConfig::from_env()?;
+                if let Some(secs) = self.deadline {
+                    cfg.invoke_deadline = Duration::from_secs(secs);
+                }
+                cfg
             }),
             timeout: Some(Duration::from_secs(timeout)),
             ..RunOptions::default()

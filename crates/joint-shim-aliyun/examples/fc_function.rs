@@ -21,6 +21,10 @@
 //! | `JOINT_ALIYUN_INSTANCE`, `JOINT_ALIYUN_TABLE` | Tablestore instance and table |
 //! | `JOINT_ALIYUN_REGION`, `JOINT_ALIYUN_ACCOUNT_ID` | default: FC's `FC_REGION`, `FC_ACCOUNT_ID` |
 //! | `JOINT_ALIYUN_FC_ENDPOINT`, `…_OSS_ENDPOINT`, `…_OTS_ENDPOINT` | optional endpoints (e.g. `-internal` ones) |
+//! | `JOINT_KEYS`, `JOINT_INVOKE_DEADLINE_SECS` | deployment keys and the lost-event deadline ([`RuntimeConfig::from_env`]) |
+//!
+//! A timer trigger whose payload is `{"joint": "sweep"}` makes the function run one sweeper pass
+//! (re-driving runs whose events were lost).
 //!
 //! Credentials: FC passes the function role's STS credentials as `ALIBABA_CLOUD_ACCESS_KEY_ID`,
 //! `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and `ALIBABA_CLOUD_SECURITY_TOKEN`.
@@ -115,7 +119,7 @@ async fn main_inner() -> Result<(), String> {
         Arc::new(workflow),
         clouds,
         joint_examples::builtin_handlers(),
-        RuntimeConfig::default(),
+        RuntimeConfig::from_env()?,
         None,
     );
     let addr = adapter::listen_addr()?;

@@ -116,7 +116,7 @@ pub async fn build_runtime(cfg: &LambdaConfig, handlers: Handlers) -> Result<Run
         Arc::new(workflow),
         clouds,
         handlers,
-        RuntimeConfig::default(),
+        RuntimeConfig::from_env()?,
         None,
     ))
 }

@@ -10,8 +10,13 @@
 //! | `JOINT_WORKFLOW_JSON` | the definition itself, JSON or YAML (instead of a file) |
 //! | `JOINT_CLOUD` | the cloud this deployment serves (default `aws`) |
 //! | `JOINT_CLOUDS` | JSON object: cloud name → settings of [`crate::AwsBuilder`] for every cloud of the workflow; clouds not named use the `JOINT_AWS_*`/`AWS_*` variables |
+//! | `JOINT_KEYS` | deployment keys: sign every event sent, refuse unsigned or forged ones |
+//! | `JOINT_INVOKE_DEADLINE_SECS` | how long an invoked successor has before `joint resume` / the sweeper re-drive it (default 3600) |
 //! | `JOINT_RAW_FUNCTION` | serve a registered handler directly on the raw event instead of a workflow (test functions such as `echo`) |
 //! | `JOINT_AWS_*`, `AWS_*` | see [`crate::AwsBuilder::from_env`] |
+//!
+//! An EventBridge schedule whose input is `{"joint": "sweep"}` makes the function run one sweeper
+//! pass ([`Runtime::sweep`]): runs whose events were lost are re-driven.
 
 mod config;
 

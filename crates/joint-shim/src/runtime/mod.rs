@@ -73,6 +73,28 @@ pub struct RuntimeConfig {
     pub invoke_deadline: Duration,
 }
 
+impl RuntimeConfig {
+    /// Defaults, with what a deployed function's environment sets: `JOINT_KEYS` (deployment
+    /// keys, see [`joint_core::sign::Keyring::parse`]) and `JOINT_INVOKE_DEADLINE_SECS`
+    /// ([`RuntimeConfig::invoke_deadline`]). A bad value is an error naming the variable.
+    pub fn from_env() -> std::result::Result<RuntimeConfig, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut cfg = RuntimeConfig::default();
+        if let Some(spec) = var("JOINT_KEYS") {
+            cfg.keyring = Some(
+                joint_core::sign::Keyring::parse(&spec).map_err(|e| format!("JOINT_KEYS: {e}"))?,
+            );
+        }
+        if let Some(s) = var("JOINT_INVOKE_DEADLINE_SECS") {
+            let secs: u64 = s.trim().parse().map_err(|_| {
+                format!("JOINT_INVOKE_DEADLINE_SECS: '{s}' is not a whole number of seconds")
+            })?;
+            cfg.invoke_deadline = Duration::from_secs(secs);
+        }
+        Ok(cfg)
+    }
+}
+
 /// Default [`RuntimeConfig::invoke_deadline`]: Lambda's longest timeout plus its async retries.
 pub const DEFAULT_INVOKE_DEADLINE: Duration = Duration::from_secs(60 * 60);
 
