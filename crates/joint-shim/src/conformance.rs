@@ -292,6 +292,25 @@ pub async fn coord_store(store: Arc<dyn CoordStore>, p: &str) {
         "deleting joins leaves output items alone"
     );
 
+    // A prefix spanning runs (the sweeper lists whole stores) returns every run's items.
+    let spanning: Vec<String> = store
+        .list(p)
+        .await
+        .expect("list across runs")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for want in [k.clone(), other.clone(), d("A_10")] {
+        assert!(
+            spanning.contains(&want),
+            "list('{p}') spans runs and includes {want}: {spanning:?}"
+        );
+    }
+    assert!(
+        spanning.iter().all(|k| !k.contains("-join@")),
+        "list across runs excludes joins: {spanning:?}"
+    );
+
     // delete by prefix
     let deleted = store
         .delete_prefix(&format!("{p}run1/"))
