@@ -510,6 +510,18 @@ async fn status(run_id: &str, state_dir: &std::path::Path, json: bool) -> ExitCo
     if let Some(rec) = &st.record {
         println!("finished by: {}", rec.finished_by);
     }
+    let overdue: Vec<&String> = st.instances.iter().flat_map(|i| &i.overdue).collect();
+    if !overdue.is_empty() && st.record.is_none() {
+        println!(
+            "lost events: {} invoked but without output after their deadline ({}); `joint resume {run_id}` re-drives them",
+            overdue.len(),
+            overdue
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if st.instances.is_empty() {
         println!("working state: collected (GC ran)");
     } else {

@@ -470,6 +470,41 @@ fn a_run_that_lost_events_is_resumed_by_the_runner_or_by_joint_resume() {
         text(&o)
     );
 
+    // With a zero deadline the lost events are overdue at once: status names them and a plain
+    // `joint resume` (no --force) re-drives them.
+    let o = joint()
+        .env("JOINT_INVOKE_DEADLINE_SECS", "0")
+        .args([
+            "run",
+            &ex("demo.yaml"),
+            "--input",
+            r#"{"n": 8}"#,
+            "--run-id",
+            "late",
+        ])
+        .args(["--chaos", "seed=3,lose=0.3", "--no-resume", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = joint()
+        .args(["status", "late", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("lost events:"), "{}", text(&o));
+    let o = joint()
+        .args(["resume", "late", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("re-invoked (") && text(&o).contains("141"),
+        "{}",
+        text(&o)
+    );
+
     // One sweeper pass over the state directory finds nothing left to do.
     let o = joint()
         .args(["sweep", "--definition", &ex("demo.yaml"), "--state-dir"])

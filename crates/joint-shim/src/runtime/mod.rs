@@ -208,6 +208,9 @@ pub struct InstanceStatus {
     pub status: &'static str,
     /// Successors it recorded as invoked.
     pub invoked: Vec<String>,
+    /// Of those, the ones with no output after their deadline: lost events `joint resume`
+    /// re-drives.
+    pub overdue: Vec<String>,
 }
 
 impl Runtime {
@@ -936,25 +939,39 @@ pub async fn resolve_output(
 /// A run's record and committed instances, rebuilt from every cloud's coordination store.
 pub async fn run_status(clouds: &Clouds, run_id: &str) -> Result<RunStatus> {
     let record = find_run_record(clouds, run_id, None).await?;
-    let mut instances = Vec::new();
+    let mut items = Vec::new();
     for c in clouds.iter() {
         for (key, item) in c.coord.list(&naming::run_prefix(run_id)).await? {
-            let ok = matches!(
-                joint_core::envelope::ItemRecord::decode(&item.value),
-                Ok(r) if matches!(r.out, OutputRecord::Ok(_))
-            );
-            let invoked: std::collections::BTreeSet<String> = item
-                .invoked
-                .iter()
-                .map(|e| naming::split_invocation_entry(e).0.to_string())
-                .collect();
-            instances.push(InstanceStatus {
-                cloud: c.name.clone(),
-                instance: key,
-                status: if ok { "ok" } else { "failed" },
-                invoked: invoked.into_iter().collect(),
-            });
+            items.push((c.name.clone(), key, item));
         }
+    }
+    let present: std::collections::BTreeSet<&str> =
+        items.iter().map(|(_, k, _)| k.as_str()).collect();
+    let now = now_ms();
+    let mut instances = Vec::new();
+    for (cloud, key, item) in &items {
+        let ok = matches!(
+            joint_core::envelope::ItemRecord::decode(&item.value),
+            Ok(r) if matches!(r.out, OutputRecord::Ok(_))
+        );
+        let mut invoked = std::collections::BTreeSet::new();
+        let mut overdue = std::collections::BTreeSet::new();
+        for e in &item.invoked {
+            let (name, deadline) = naming::split_invocation_entry(e);
+            invoked.insert(name.to_string());
+            let missing = naming::parse_instance_name(name).is_some()
+                && !present.contains(format!("{run_id}/{name}").as_str());
+            if missing && deadline.is_some_and(|d| d <= now) {
+                overdue.insert(name.to_string());
+            }
+        }
+        instances.push(InstanceStatus {
+            cloud: cloud.clone(),
+            instance: key.clone(),
+            status: if ok { "ok" } else { "failed" },
+            invoked: invoked.into_iter().collect(),
+            overdue: overdue.into_iter().collect(),
+        });
     }
     Ok(RunStatus { record, instances })
 }
