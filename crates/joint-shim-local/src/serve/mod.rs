@@ -115,6 +115,107 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
 ];
 
+/// A `joint serve` running in the background of this process, started by [`spawn`]. Dropping it
+/// stops the endpoints (as does [`Served::stop`], which also waits for them and reports how they
+/// ended).
+#[derive(Debug)]
+pub struct Served {
+    urls: BTreeMap<String, String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Served {
+    /// Endpoint name → `http://ADDR` of every endpoint served.
+    pub fn urls(&self) -> &BTreeMap<String, String> {
+        &self.urls
+    }
+
+    /// The URL of endpoint `name`, or an error naming it when it is not served.
+    pub fn url(&self, name: &str) -> Result<&str> {
+        self.urls.get(name).map(String::as_str).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "serve",
+                "url",
+                name,
+                format!(
+                    "endpoint '{name}' is not served here (served: {})",
+                    self.urls.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Stop serving and wait until every endpoint has shut down.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await.map_err(|e| {
+                Error::new(ErrorKind::Other, "serve", "stop", "serve", e.to_string())
+            })?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Serve each `(endpoint name, address)` in a background task of the current tokio runtime
+/// (what `joint serve` does, in process; port 0 picks a free port). Returns once every endpoint
+/// is listening, with their URLs; an unknown endpoint or an address that cannot be bound is an
+/// error naming it.
+pub async fn spawn(state: Arc<ServeState>, listen: Vec<(String, SocketAddr)>) -> Result<Served> {
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        state,
+        listen,
+        move |b| {
+            let _ = bound_tx.send(b);
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    match bound_rx.await {
+        Ok(bound) => Ok(Served {
+            urls: bound
+                .into_iter()
+                .map(|(n, a)| (n, format!("http://{a}")))
+                .collect(),
+            stop: Some(stop_tx),
+            task: Some(task),
+        }),
+        // `serve` returned before binding everything: its error says why.
+        Err(_) => match task.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(Error::new(
+                ErrorKind::Other,
+                "serve",
+                "spawn",
+                "serve",
+                "joint serve stopped before listening",
+            )),
+            Err(e) => Err(Error::new(
+                ErrorKind::Other,
+                "serve",
+                "spawn",
+                "serve",
+                e.to_string(),
+            )),
+        },
+    }
+}
+
 /// Names of the known endpoints.
 pub fn endpoint_names() -> Vec<&'static str> {
     ENDPOINTS.iter().map(|e| e.name).collect()
@@ -264,4 +365,48 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> Arc<ServeState> {
+        let clouds = crate::LocalCloudsBuilder::new()
+            .clouds(["x"])
+            .build()
+            .expect("local clouds");
+        Arc::new(ServeState {
+            runtime: None,
+            clouds,
+            settings: BTreeMap::new(),
+        })
+    }
+
+    fn any() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    #[tokio::test]
+    async fn spawn_listens_and_stops() {
+        let s = spawn(state(), vec![("lambda".into(), any())])
+            .await
+            .expect("spawn");
+        let url = s.url("lambda").expect("lambda url").to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let e = s.url("fc").expect_err("fc is not served");
+        assert!(e.to_string().contains("served: lambda"), "{e}");
+        let addr = url.trim_start_matches("http://").to_string();
+        assert!(tokio::net::TcpStream::connect(&addr).await.is_ok());
+        s.stop().await.expect("stop");
+        assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn spawn_names_an_unknown_endpoint() {
+        let e = spawn(state(), vec![("sqs".into(), any())])
+            .await
+            .expect_err("unknown endpoint");
+        assert!(e.to_string().contains("unknown endpoint 'sqs'"), "{e}");
+    }
 }
