@@ -23,6 +23,11 @@ pub struct BenchArgs {
     /// `failover`: a new run every this many ms.
     #[arg(long, default_value_t = 100)]
     pub interval_ms: u64,
+    /// `failover`: what serves clouds b and c — `local`, `aws` (Lambda through an in-process
+    /// `joint serve`, DynamoDB and S3 on moto) or `aliyun` (FC, OSS and Tablestore through an
+    /// in-process `joint serve`); `B,C` gives each its own, e.g. `aws,aliyun`.
+    #[arg(long, default_value = "local")]
+    pub backend: String,
     /// Map width of the `scale` benchmark.
     #[arg(long, default_value_t = 10_000)]
     pub width: u32,
@@ -56,7 +61,8 @@ pub struct BenchArgs {
     /// `sfn`: the input (JSON; default: the example's documented input).
     #[arg(long)]
     pub input: Option<String>,
-    /// `sfn`: the ministack URL (default: $JOINT_MINISTACK_URL).
+    /// `sfn`: the ministack URL (default: $JOINT_MINISTACK_URL); `failover --backend aws`: the
+    /// moto server URL (default: $JOINT_MOTO_URL, then $JOINT_TEST_MOTO_URL).
     #[arg(long)]
     pub endpoint: Option<String>,
     /// `sfn`: the Lambda binary (default: target/{release,debug}/examples/joint-lambda).
@@ -109,10 +115,29 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
                     .map_err(serde_json::Error::io)
                     .and_then(|t| serde_json::from_str(&t)),
             };
-            return match latency {
-                Ok(l) => crate::failoverbench::failover(a.seconds, a.interval_ms, l).await,
+            let backends = match crate::failoverbench::parse_backends(&a.backend) {
+                Ok(b) => b,
                 Err(e) => {
-                    eprintln!("error: latency profile: {e}");
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            return match latency {
+                Ok(latency) => {
+                    crate::failoverbench::failover(crate::failoverbench::FailoverArgs {
+                        seconds: a.seconds,
+                        interval_ms: a.interval_ms,
+                        latency,
+                        backends,
+                        endpoint: a.endpoint.clone(),
+                    })
+                    .await
+                }
+                Err(e) => {
+                    match &a.latency {
+                        Some(p) => eprintln!("error: --latency {}: {e}", p.display()),
+                        None => eprintln!("error: latency profile: {e}"),
+                    }
                     ExitCode::from(2)
                 }
             };
