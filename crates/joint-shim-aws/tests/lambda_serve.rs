@@ -1,6 +1,7 @@
 //! `joint serve`'s Lambda-compatible endpoint driven by aws-sdk-lambda: the FaaS conformance
 //! suite, workflows of every invoke mode with DynamoDB/S3 on an emulator, a sample of fault
-//! schedules, and the datastore operations per step.
+//! schedules (events lost for good included, recovered by resuming the run from DynamoDB), and
+//! the datastore operations per step.
 
 mod common;
 
@@ -143,13 +144,15 @@ async fn every_invoke_mode_through_joint_serve_and_dynamodb() {
 async fn fault_schedules_against_dynamodb() {
     let Some(url) = store_url() else { return };
     let ws = workflows();
+    let (mut lost, mut total_resumes) = (0u64, 0u32);
     for seed in 1..=3u64 {
         for (file, w, input) in ws
             .iter()
             .filter(|(f, ..)| matches!(*f, "parallel.yaml" | "map.yaml" | "cycle.yaml"))
         {
             let expected = reference(w, input).await;
-            let chaos: Chaos = format!("seed={seed},crash=0.1,dup=0.3,drop=0.1")
+            // `lose` events are recovered by resuming the run from DynamoDB (common::serve).
+            let chaos: Chaos = format!("seed={seed},crash=0.1,dup=0.3,drop=0.1,lose=0.15")
                 .parse()
                 .expect("chaos");
             let d = deploy(Arc::new(w.clone()), &url, chaos).await;
@@ -168,12 +171,19 @@ async fn fault_schedules_against_dynamodb() {
                 "{file} seed {seed}: exactly one committed output per instance: {news:?}"
             );
             let stats = d.local.queue_stats();
+            let resumes = d.resumes.load(std::sync::atomic::Ordering::Relaxed);
             eprintln!(
-                "{file} seed {seed}: deliveries {} duplicated {} dropped {} retries {}",
-                stats.deliveries, stats.duplicated, stats.dropped, stats.retries
+                "{file} seed {seed}: deliveries {} duplicated {} dropped {} retries {} lost {} resumes {resumes}",
+                stats.deliveries, stats.duplicated, stats.dropped, stats.retries, stats.lost
             );
+            lost += stats.lost;
+            total_resumes += resumes;
         }
     }
+    assert!(
+        lost > 0 && total_resumes > 0,
+        "the schedules lost events ({lost}) and runs were resumed ({total_resumes})"
+    );
 }
 
 /// Datastore operations per step on DynamoDB, next to the paper's numbers. The step under

@@ -95,6 +95,8 @@ pub struct ServeDeployment {
     /// Operation counts per cloud (coordination store, blob store and Lambda invocations).
     pub counts: BTreeMap<String, OpCounts>,
     pub news: Arc<Mutex<BTreeMap<String, u32>>>,
+    /// Times a run stalled on lost events and was resumed.
+    pub resumes: Arc<std::sync::atomic::AtomicU32>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -209,6 +211,7 @@ pub async fn deploy(
         local,
         counts,
         news,
+        resumes: Arc::default(),
         stop: Some(tx),
     }
 }
@@ -217,7 +220,9 @@ impl ServeDeployment {
     /// Start a run and wait for its output.
     pub async fn run(&self, run_id: &str, input: Value) -> std::result::Result<Value, String> {
         let rt = &self.runtime;
-        rt.start(run_id, input).await.map_err(|e| e.to_string())?;
+        rt.start(run_id, input.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(120);
         // Poll the home cloud only, so polling never counts as a read of another cloud's store.
         let home = rt.home().map_err(|e| e.to_string())?.faas.clone();
@@ -231,6 +236,26 @@ impl ServeDeployment {
             }
             if Instant::now() > deadline {
                 return Err(format!("run {run_id} did not finish in time"));
+            }
+            // Nothing in flight and no record: events were lost (chaos `lose`). Do what the
+            // sweeper does, through DynamoDB and the Lambda endpoint.
+            if self.local.faas.values().all(|f| f.inflight() == 0) {
+                let force = joint_shim::runtime::ResumeOptions {
+                    force: true,
+                    from: None,
+                };
+                let r = rt.resume(run_id, &force).await.map_err(|e| e.to_string())?;
+                if !r.errors.is_empty() {
+                    return Err(format!("resume of {run_id}: {:?}", r.errors));
+                }
+                self.resumes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if r.outcome == joint_shim::runtime::ResumeOutcome::NotStarted {
+                    // The start event itself was lost: starting again is idempotent.
+                    rt.start(run_id, input.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
