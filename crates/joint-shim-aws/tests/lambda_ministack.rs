@@ -107,6 +107,23 @@ async fn real_lambda_functions_on_ministack() {
         };
         let out = rt.resolve_output(&rec).await.expect("resolve");
         assert_eq!(out.expect("succeeded"), expected, "{file}");
+        // A scheduled `{"joint": "sweep"}` event makes a deployed function run one sweeper pass
+        // over the stores (the finished run needs nothing).
+        let start = rt.home().expect("home").clone();
+        let answer = rt
+            .clouds()
+            .get(&start.faas)
+            .expect("home cloud")
+            .faas
+            .invoke_sync(
+                &start.name,
+                bytes::Bytes::from_static(b"{\"joint\":\"sweep\"}"),
+            )
+            .await
+            .expect("sweep invocation");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).expect("JSON answer");
+        assert!(answer["sweep"]["runs"].is_u64(), "{file}: {answer}");
+        assert_eq!(answer["sweep"]["errors"], json!([]), "{file}: {answer}");
         eprintln!("{file}: ran on ministack Lambda");
     }
 }
