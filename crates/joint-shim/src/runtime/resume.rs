@@ -435,6 +435,11 @@ impl Runtime {
             if exists || !lock(&shared.claimed).insert(target.clone()) {
                 return Ok(call.cloud);
             }
+            // The run may have ended (and been collected) while this resume ran: a missing
+            // output then means "collected", not "lost".
+            if matches!(self.run_record(run).await, Ok(Some(_))) {
+                return Ok(call.cloud);
+            }
         }
         if shared.lost.contains(&target) && !call.failover.is_empty() {
             let replica = call.failover.remove(0);
