@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use joint_shim::{BlobStore, ErrorKind, Faas, handler_fn};
 use joint_shim_aliyun::{Credential, FcFaas, OssBlobStore};
-use joint_shim_local::serve::{ServeState, endpoint_router, request_timeout, serve};
+use joint_shim_local::serve::{ServeState, endpoint_router, request_timeout, serve, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,16 +22,9 @@ const HANG: Duration = Duration::from_secs(120);
 struct Served {
     addrs: BTreeMap<String, SocketAddr>,
     _local: LocalClouds,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops serving when dropped.
+    _served: joint_shim_local::serve::Served,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
 }
 
 fn settings(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -82,28 +75,19 @@ async fn start() -> Served {
         .iter()
         .map(|n| (n.to_string(), any))
         .collect();
-    let (btx, brx) = tokio::sync::oneshot::channel();
-    let (stx, srx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let r = serve(
-            state,
-            listen,
-            move |b| {
-                let _ = btx.send(b);
-            },
-            async move {
-                let _ = srx.await;
-            },
-        )
-        .await;
-        if let Err(e) = r {
-            eprintln!("serve failed: {e}");
-        }
-    });
+    let served = spawn(state, listen).await.expect("joint serve");
+    let addrs = served
+        .urls()
+        .iter()
+        .map(|(n, u)| {
+            let addr = u.trim_start_matches("http://").parse().expect("address");
+            (n.clone(), addr)
+        })
+        .collect();
     Served {
-        addrs: brx.await.expect("bound").into_iter().collect(),
+        addrs,
         _local: local,
-        stop: Some(stx),
+        _served: served,
         _dir: dir,
     }
 }

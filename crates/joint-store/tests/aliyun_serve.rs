@@ -16,7 +16,7 @@ use joint_shim::{
 };
 use joint_shim_aliyun::{Credential, FcFaas, OssBlobStore};
 use joint_shim_local::runner::{RunOptions, deploy, run_local};
-use joint_shim_local::serve::{ServeState, serve};
+use joint_shim_local::serve::{ServeState, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder};
 use joint_store::tablestore::{TablestoreCoordStore, create_table};
 use serde_json::{Value, json};
@@ -27,16 +27,9 @@ const SK: &str = "joint-test-secret";
 struct Served {
     urls: BTreeMap<String, String>,
     local: LocalClouds,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops serving when dropped.
+    _served: joint_shim_local::serve::Served,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
 }
 
 /// `joint serve --listen fc=… --listen oss=… --listen ots=…` with one local cloud `aliyun`.
@@ -61,32 +54,11 @@ async fn start() -> Served {
         .iter()
         .map(|n| (n.to_string(), any))
         .collect();
-    let (btx, brx) = tokio::sync::oneshot::channel();
-    let (stx, srx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let r = serve(
-            state,
-            listen,
-            move |b| {
-                let _ = btx.send(b);
-            },
-            async move {
-                let _ = srx.await;
-            },
-        )
-        .await;
-        if let Err(e) = r {
-            eprintln!("serve failed: {e}");
-        }
-    });
-    let bound = brx.await.expect("bound");
+    let served = spawn(state, listen).await.expect("joint serve");
     Served {
-        urls: bound
-            .into_iter()
-            .map(|(n, a)| (n, format!("http://{a}")))
-            .collect(),
+        urls: served.urls().clone(),
         local,
-        stop: Some(stx),
+        _served: served,
         _dir: dir,
     }
 }
