@@ -319,17 +319,9 @@ async fn wait(
             }
             // Nothing is in flight, so every missing output is lost: resume now.
             if !opts.no_resume && resumes < MAX_RESUMES {
-                let force = ResumeOptions {
-                    force: true,
-                    from: None,
-                };
-                let r = rt.resume(&run_id, &force).await?;
+                let r = rt.resume_stalled(&run_id, &opts.input).await?;
                 let progressed = match r.outcome {
-                    ResumeOutcome::NotStarted => {
-                        rt.start(&run_id, opts.input.clone()).await?;
-                        true
-                    }
-                    ResumeOutcome::Finished { .. } => true,
+                    ResumeOutcome::NotStarted | ResumeOutcome::Finished { .. } => true,
                     _ => !r.redriven.is_empty(),
                 };
                 if progressed {

@@ -15,7 +15,7 @@ use joint_shim::{
     StoreCapabilities,
 };
 use joint_shim_aws::AwsBuilder;
-use joint_shim_local::serve::{ServeState, serve};
+use joint_shim_local::serve::{ServeState, Served, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder, LocalFaasConfig};
 use serde_json::Value;
 
@@ -97,15 +97,8 @@ pub struct ServeDeployment {
     pub news: Arc<Mutex<BTreeMap<String, u32>>>,
     /// Times a run stalled on lost events and was resumed.
     pub resumes: Arc<std::sync::atomic::AtomicU32>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for ServeDeployment {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
+    /// The Lambda endpoint; stops serving when dropped.
+    _served: Served,
 }
 
 fn free_addr() -> SocketAddr {
@@ -187,32 +180,16 @@ pub async fn deploy(
         clouds: local.clone(),
         settings: BTreeMap::new(),
     });
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (btx, brx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let r = serve(
-            state,
-            vec![("lambda".to_string(), addr)],
-            move |_| {
-                let _ = btx.send(());
-            },
-            async move {
-                let _ = rx.await;
-            },
-        )
-        .await;
-        if let Err(e) = r {
-            eprintln!("joint serve stopped: {e}");
-        }
-    });
-    brx.await.expect("serve bound");
+    let served = spawn(state, vec![("lambda".to_string(), addr)])
+        .await
+        .expect("joint serve");
     ServeDeployment {
         runtime,
         local,
         counts,
         news,
         resumes: Arc::default(),
-        stop: Some(tx),
+        _served: served,
     }
 }
 
@@ -240,22 +217,15 @@ impl ServeDeployment {
             // Nothing in flight and no record: events were lost (chaos `lose`). Do what the
             // sweeper does, through DynamoDB and the Lambda endpoint.
             if self.local.faas.values().all(|f| f.inflight() == 0) {
-                let force = joint_shim::runtime::ResumeOptions {
-                    force: true,
-                    from: None,
-                };
-                let r = rt.resume(run_id, &force).await.map_err(|e| e.to_string())?;
+                let r = rt
+                    .resume_stalled(run_id, &input)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if !r.errors.is_empty() {
                     return Err(format!("resume of {run_id}: {:?}", r.errors));
                 }
                 self.resumes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if r.outcome == joint_shim::runtime::ResumeOutcome::NotStarted {
-                    // The start event itself was lost: starting again is idempotent.
-                    rt.start(run_id, input.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };

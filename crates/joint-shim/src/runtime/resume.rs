@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use futures::stream::{self, StreamExt};
-use joint_core::envelope::{ItemRecord, OutputRecord};
+use joint_core::envelope::{Envelope, ItemRecord, OutputRecord};
 use joint_core::machine::{self, Machine, Outcome, StoredItem};
 use joint_core::naming;
 use joint_core::subgraph::{Shape, SubGraph};
@@ -224,14 +224,15 @@ impl Runtime {
             invoked: Mutex::new(Vec::new()),
         };
         let none = BTreeSet::new();
-        let todo: Vec<&Found> = items
-            .iter()
-            .filter(|f| !self.settled_branch(f, &items))
-            .collect();
+        let mut by_function: BTreeMap<&str, Vec<&Envelope>> = BTreeMap::new();
+        for e in items.iter().filter_map(|f| f.rec.env.as_ref()) {
+            by_function.entry(e.function.as_str()).or_default().push(e);
+        }
         // Futures made up front: a closure inside the stream would not be `Send` for every
         // lifetime, which the `Deliver` trait's sweep needs.
-        let futures: Vec<_> = todo
-            .into_iter()
+        let futures: Vec<_> = items
+            .iter()
+            .filter(|f| !self.settled_branch(f, &by_function))
             .map(|f| self.redrive_keyed(run, f, reinvoke.get(&f.key).unwrap_or(&none), &shared))
             .collect();
         let results: Vec<(String, Result<Outcome>)> = stream::iter(futures)
@@ -250,25 +251,47 @@ impl Runtime {
         Ok(report)
     }
 
+    /// What a host that sees nothing in flight does when run `run` has no result: every missing
+    /// output is lost, so resume with `force`; when even the start event was lost
+    /// ([`ResumeOutcome::NotStarted`]), start the run again with `input` (idempotent).
+    pub async fn resume_stalled(
+        &self,
+        run: &str,
+        input: &serde_json::Value,
+    ) -> Result<ResumeReport> {
+        let force = ResumeOptions {
+            force: true,
+            from: None,
+        };
+        let r = self.resume(run, &force).await?;
+        if r.outcome == ResumeOutcome::NotStarted {
+            self.start(run, input.clone()).await?;
+        }
+        Ok(r)
+    }
+
     /// One pass of the sweeper: resume every unfinished run of this workflow found in the
     /// coordination stores of its clouds. Runs still within their deadlines are left alone.
     /// It lists whole stores (a DynamoDB Scan), so schedule it every few minutes, not seconds.
     pub async fn sweep(&self) -> Result<SweepReport> {
         let wf = &self.inner.workflow.name;
-        let mut runs = BTreeSet::new();
+        // Run id → whether it is a run of this workflow (decided by its first decodable item).
+        let mut runs: BTreeMap<String, bool> = BTreeMap::new();
         for c in self.inner.clouds.iter() {
             for (key, item) in c.coord.list("").await? {
-                let Some((run, _)) = key.split_once('/') else {
+                // Run records and batches start with `_`; other workflows may share the table.
+                let Some((run, _)) = key.split_once('/').filter(|_| !key.starts_with('_')) else {
                     continue;
                 };
-                // Run records and batches start with `_`; other workflows may share the table.
+                if runs.get(run) == Some(&true) {
+                    continue;
+                }
                 let ours = ItemRecord::decode(&item.value)
                     .is_ok_and(|r| r.env.is_some_and(|e| &e.workflow == wf));
-                if !key.starts_with('_') && ours {
-                    runs.insert(run.to_string());
-                }
+                runs.insert(run.to_string(), ours);
             }
         }
+        let runs = runs.into_iter().filter(|(_, ours)| *ours).map(|(r, _)| r);
         let mut report = SweepReport::default();
         for run in runs {
             match self.resume(&run, &ResumeOptions::default()).await {
@@ -326,7 +349,10 @@ impl Runtime {
     }
 
     /// A fan-in branch whose aggregator has committed has nothing left to do.
-    fn settled_branch(&self, f: &Found, items: &[Found]) -> bool {
+    ///
+    /// `by_function` holds the run's committed envelopes by function, so the check looks only at
+    /// the aggregator's instances rather than at every item.
+    fn settled_branch(&self, f: &Found, by_function: &BTreeMap<&str, Vec<&Envelope>>) -> bool {
         let Some(env) = &f.rec.env else { return false };
         let Some(sub) = self.inner.workflow.sub(&env.function) else {
             return false;
@@ -338,14 +364,13 @@ impl Runtime {
             return false;
         };
         let parent = &env.branch[..env.branch.len() - 1];
-        items.iter().any(|g| {
-            g.rec.env.as_ref().is_some_and(|a| {
-                a.function == next.name && a.branch == parent && a.step > top.fork_step
-            })
+        by_function.get(next.name.as_str()).is_some_and(|aggs| {
+            aggs.iter()
+                .any(|a| a.branch == parent && a.step > top.fork_step)
         })
     }
 
-    fn sub_of(&self, run: &str, f: &Found) -> Result<(&SubGraph, joint_core::envelope::Envelope)> {
+    fn sub_of(&self, run: &str, f: &Found) -> Result<(&SubGraph, Envelope)> {
         let wf = &self.inner.workflow;
         let env = f.rec.env.clone().ok_or_else(|| {
             rt_err(
