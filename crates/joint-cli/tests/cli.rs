@@ -412,30 +412,29 @@ fn a_run_that_lost_events_is_resumed_by_the_runner_or_by_joint_resume() {
         "{v}"
     );
 
-    // With --no-resume the run stalls and says so; its state stays for `joint resume`.
-    let o = joint()
-        .args([
-            "run",
-            &ex("demo.yaml"),
-            "--input",
-            r#"{"n": 8}"#,
+    // `joint ARGS… --state-dir STATE`.
+    let in_state = |args: &[&str]| {
+        let mut c = joint();
+        c.args(args).arg("--state-dir").arg(state);
+        c
+    };
+    let stalled_run = |run_id: &str| {
+        let mut c = in_state(&["run", &ex("demo.yaml"), "--input", r#"{"n": 8}"#]);
+        c.args([
             "--run-id",
-            "stuck",
-        ])
-        .args(["--chaos", "seed=3,lose=0.3", "--no-resume", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
+            run_id,
+            "--chaos",
+            "seed=3,lose=0.3",
+            "--no-resume",
+        ]);
+        c
+    };
+
+    // With --no-resume the run stalls and says so; its state stays for `joint resume`.
+    let o = stalled_run("stuck").output().unwrap();
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("stalled"), "{}", text(&o));
-    let resume = |extra: &[&str]| {
-        joint()
-            .args(["resume", "stuck", "--state-dir"])
-            .arg(state)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let resume = |extra: &[&str]| in_state(&["resume", "stuck"]).args(extra).output().unwrap();
     // Its invocations are within their one-hour deadlines: nothing is done without --force.
     let o = resume(&[]);
     assert!(o.status.success(), "{}", text(&o));
@@ -459,11 +458,7 @@ fn a_run_that_lost_events_is_resumed_by_the_runner_or_by_joint_resume() {
     // Collected now (no --keep): resuming says it finished; a bad function name is an error.
     let o = resume(&[]);
     assert!(text(&o).contains("already finished"), "{}", text(&o));
-    let o = joint()
-        .args(["resume", "nope", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
+    let o = in_state(&["resume", "nope"]).output().unwrap();
     assert!(
         !o.status.success() && text(&o).contains("no run 'nope'"),
         "{}",
@@ -472,32 +467,14 @@ fn a_run_that_lost_events_is_resumed_by_the_runner_or_by_joint_resume() {
 
     // With a zero deadline the lost events are overdue at once: status names them and a plain
     // `joint resume` (no --force) re-drives them.
-    let o = joint()
+    let o = stalled_run("late")
         .env("JOINT_INVOKE_DEADLINE_SECS", "0")
-        .args([
-            "run",
-            &ex("demo.yaml"),
-            "--input",
-            r#"{"n": 8}"#,
-            "--run-id",
-            "late",
-        ])
-        .args(["--chaos", "seed=3,lose=0.3", "--no-resume", "--state-dir"])
-        .arg(state)
         .output()
         .unwrap();
     assert!(!o.status.success(), "{}", text(&o));
-    let o = joint()
-        .args(["status", "late", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
+    let o = in_state(&["status", "late"]).output().unwrap();
     assert!(text(&o).contains("lost events:"), "{}", text(&o));
-    let o = joint()
-        .args(["resume", "late", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
+    let o = in_state(&["resume", "late"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("re-invoked (") && text(&o).contains("141"),
@@ -506,9 +483,7 @@ fn a_run_that_lost_events_is_resumed_by_the_runner_or_by_joint_resume() {
     );
 
     // One sweeper pass over the state directory finds nothing left to do.
-    let o = joint()
-        .args(["sweep", "--definition", &ex("demo.yaml"), "--state-dir"])
-        .arg(state)
+    let o = in_state(&["sweep", "--definition", &ex("demo.yaml")])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));

@@ -57,10 +57,18 @@ async fn post(client: &reqwest::Client, url: &str, event: Bytes) -> (u16, Value)
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
+/// A runtime for definition `src` on one cloud `aliyun` whose FaaS is the test's queue, and the
+/// adapter serving it on a free port (as the example binary runs it inside FC).
+struct Adapter {
+    rt: Runtime,
+    queue: Arc<Queue>,
+    url: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn adapter(src: &str, cfg: RuntimeConfig) -> Adapter {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = "workflow: fc-chain\nfunctions:\n  - {name: first, cloud: aliyun, handler: inc, next: [{to: second}]}\n  - {name: second, cloud: aliyun, handler: inc}\n";
     let workflow = joint_core::compile::load("fc.yaml", src).expect("definition");
     let queue = Arc::new(Queue::default());
     let mut clouds = Clouds::new();
@@ -74,11 +82,9 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
         Arc::new(workflow),
         clouds,
         joint_examples::builtin_handlers(),
-        RuntimeConfig::default(),
+        cfg,
         None,
     );
-
-    // The adapter on a free port, as the example binary runs it inside FC.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -87,7 +93,25 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let client = reqwest::Client::new();
+    Adapter {
+        rt,
+        queue,
+        url,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
+    let src = "workflow: fc-chain\nfunctions:\n  - {name: first, cloud: aliyun, handler: inc, next: [{to: second}]}\n  - {name: second, cloud: aliyun, handler: inc}\n";
+    let Adapter {
+        rt,
+        queue,
+        url,
+        client,
+        ..
+    } = &adapter(src, RuntimeConfig::default()).await;
 
     rt.start("fc-run-1", json!(3)).await.expect("start");
     let mut delivered = Vec::new();
@@ -96,7 +120,7 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
         if first_event.is_none() {
             first_event = Some(event.clone());
         }
-        let (status, body) = post(&client, &url, event).await;
+        let (status, body) = post(client, url, event).await;
         assert_eq!(status, 200, "{function}: {body}");
         assert_eq!(body["ok"], true, "{function}: {body}");
         delivered.push(function);
@@ -115,10 +139,10 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
     assert_eq!(out, json!(5));
 
     // FC delivers at least once: a duplicate delivery is answered 200 and changes nothing.
-    let (status, body) = post(&client, &url, first_event.expect("an event")).await;
+    let (status, body) = post(client, url, first_event.expect("an event")).await;
     assert_eq!(status, 200, "{body}");
     while let Some((_, event)) = queue.pop() {
-        assert_eq!(post(&client, &url, event).await.0, 200);
+        assert_eq!(post(client, url, event).await.0, 200);
     }
     let rec = rt
         .run_record("fc-run-1")
@@ -132,8 +156,8 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
 
     // A forged or malformed event is an error FC would retry, with a stable error type.
     let (status, body) = post(
-        &client,
-        &url,
+        client,
+        url,
         Bytes::from_static(b"{\"not\":\"an envelope\"}"),
     )
     .await;
@@ -144,50 +168,31 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_triggered_sweep_redrives_a_lost_event() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let src = "workflow: fc-sweep\nfunctions:\n  - {name: first, cloud: aliyun, handler: inc, next: [{to: second}]}\n  - {name: second, cloud: aliyun, handler: inc}\n";
-    let workflow = joint_core::compile::load("fc.yaml", src).expect("definition");
-    let queue = Arc::new(Queue::default());
-    let mut clouds = Clouds::new();
-    clouds.insert(Cloud {
-        name: "aliyun".into(),
-        faas: queue.clone(),
-        coord: Arc::new(SqliteCoordStore::in_memory("aliyun").expect("sqlite")),
-        blob: Arc::new(FsBlobStore::new(dir.path(), "aliyun").expect("blobs")),
-    });
     let cfg = RuntimeConfig {
         // Every invocation is overdue at once, so one sweep finds the lost one.
         invoke_deadline: std::time::Duration::ZERO,
         ..RuntimeConfig::default()
     };
-    let rt = Runtime::new(
-        Arc::new(workflow),
-        clouds,
-        joint_examples::builtin_handlers(),
-        cfg,
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/invoke", listener.local_addr().expect("addr"));
-    let app = adapter::router(Arc::new(rt.clone()) as Arc<dyn Deliver>, "aliyun");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let client = reqwest::Client::new();
+    let Adapter {
+        rt,
+        queue,
+        url,
+        client,
+        ..
+    } = &adapter(src, cfg).await;
 
     rt.start("fc-lost", json!(1)).await.expect("start");
     let (f, event) = queue.pop().expect("the start event");
     assert_eq!(f, "first");
-    assert_eq!(post(&client, &url, event).await.0, 200);
+    assert_eq!(post(client, url, event).await.0, 200);
     // FC accepted `second` and lost it.
     let (f, _lost) = queue.pop().expect("second's event");
     assert_eq!(f, "second");
     assert!(rt.run_record("fc-lost").await.expect("record").is_none());
 
     // The timer trigger's event makes the function sweep: `second` is invoked again.
-    let (status, body) = post(&client, &url, Bytes::from_static(b"{\"joint\":\"sweep\"}")).await;
+    let (status, body) = post(client, url, Bytes::from_static(b"{\"joint\":\"sweep\"}")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["sweep"]["resumed"][0]["redriven"][0], "second_1 on aliyun",
@@ -195,7 +200,7 @@ async fn a_timer_triggered_sweep_redrives_a_lost_event() {
     );
     let (f, event) = queue.pop().expect("the re-driven event");
     assert_eq!(f, "second");
-    assert_eq!(post(&client, &url, event).await.0, 200);
+    assert_eq!(post(client, url, event).await.0, 200);
     let rec = rt
         .run_record("fc-lost")
         .await
@@ -207,7 +212,7 @@ async fn a_timer_triggered_sweep_redrives_a_lost_event() {
     );
 
     // Nothing is left to sweep.
-    let (status, body) = post(&client, &url, Bytes::from_static(b"{\"joint\":\"sweep\"}")).await;
+    let (status, body) = post(client, url, Bytes::from_static(b"{\"joint\":\"sweep\"}")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["sweep"]["runs"], 0, "{body}");
 }
