@@ -204,6 +204,8 @@ async fn the_local_runner_resumes_runs_whose_events_were_lost() {
         w.clone(),
         joint_examples_handlers(),
         RunOptions {
+            // A fixed run id: chaos decisions hash the events, which carry the run id.
+            run_id: Some("lossy".into()),
             input: json!({"n": 6}),
             chaos,
             ..RunOptions::default()
@@ -218,6 +220,7 @@ async fn the_local_runner_resumes_runs_whose_events_were_lost() {
         w,
         joint_examples_handlers(),
         RunOptions {
+            run_id: Some("lossy".into()),
             input: json!({"n": 6}),
             chaos,
             no_resume: true,
