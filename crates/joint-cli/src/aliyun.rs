@@ -108,8 +108,9 @@ enum AliyunCmd {
         /// Table name.
         #[arg(long, default_value = "joint")]
         table: String,
-        /// Time to live of rows in seconds (-1: keep forever); the GC backstop.
-        #[arg(long, default_value_t = 7 * 86_400, allow_negative_numbers = true)]
+        /// Time to live of rows in seconds (-1: keep forever): the retention of a run's working state
+        /// (ADR 0009); it must cover Function Compute's redelivery window (up to 7 days).
+        #[arg(long, default_value_t = 8 * 86_400, allow_negative_numbers = true)]
         ttl_secs: i32,
     },
 }

@@ -119,6 +119,8 @@ fn schedule(seed: u64, run: u64) -> Chaos {
         seed: seed ^ run.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         crash: p("crash"),
         dup: p("dup"),
+        concurrent: p("concurrent"),
+        late: p("late"),
         drop: p("drop"),
         throttle: p("throttle"),
         lose: p("lose"),

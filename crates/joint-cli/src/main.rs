@@ -199,9 +199,58 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Functions whose `handler:` names no handler this binary has, as error lines.
+fn unknown_handlers(w: &joint_core::workflow::Workflow, known: &[String]) -> Vec<String> {
+    w.functions
+        .values()
+        .filter(|s| s.command.is_none())
+        .filter_map(|s| {
+            let name = s.handler.as_deref().unwrap_or(&s.name);
+            if known.iter().any(|k| k == name) {
+                return None;
+            }
+            let close = known
+                .iter()
+                .filter(|k| edit_distance(k, name) <= 2)
+                .map(|k| format!(" (did you mean '{k}'?)"))
+                .next()
+                .unwrap_or_default();
+            Some(format!(
+                "error[unknown-handler]: function '{}' uses handler '{name}', which this binary does not have{close}; its handlers: {}",
+                s.name,
+                known.join(", ")
+            ))
+        })
+        .collect()
+}
+
+/// Levenshtein distance (for "did you mean").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 fn validate(path: &std::path::Path) -> ExitCode {
     match load::load_workflow(path) {
         Ok(w) => {
+            let bad = unknown_handlers(&w, &joint_examples::builtin_handlers().names());
+            if !bad.is_empty() {
+                eprintln!("{}:", path.display());
+                for b in &bad {
+                    eprintln!("{b}");
+                }
+                return ExitCode::from(1);
+            }
             println!(
                 "ok: workflow '{}' — {} functions, start '{}', clouds [{}], version {}",
                 w.name,
@@ -337,6 +386,7 @@ async fn run(a: RunArgs) -> ExitCode {
             }
         }
     };
+    let asked_id = opts.run_id.clone();
     let result = run_local(workflow.clone(), joint_examples::builtin_handlers(), opts).await;
     if let Some(p) = &progress {
         p.finish();
@@ -353,7 +403,7 @@ async fn run(a: RunArgs) -> ExitCode {
             if a.json {
                 println!(
                     "{}",
-                    serde_json::json!({"run_id": null, "status": "error", "error": e.to_string()})
+                    serde_json::json!({"run_id": asked_id, "status": "error", "error": e.to_string()})
                 );
             }
             eprintln!("error: {e}");
@@ -440,8 +490,12 @@ fn print_report(workflow: &str, r: &RunReport, json: bool) -> ExitCode {
     code
 }
 
-/// The local clouds found in a state directory.
-fn open_state(state_dir: &std::path::Path) -> Result<joint_shim_local::LocalClouds, String> {
+/// The local clouds found in a state directory; `read_only` opens them without writing (a
+/// state directory of another user, or on a read-only filesystem).
+fn open_state(
+    state_dir: &std::path::Path,
+    read_only: bool,
+) -> Result<joint_shim_local::LocalClouds, String> {
     let names: Vec<String> = std::fs::read_dir(state_dir)
         .map_err(|e| format!("cannot read state directory {}: {e}", state_dir.display()))?
         .filter_map(|e| e.ok())
@@ -457,12 +511,13 @@ fn open_state(state_dir: &std::path::Path) -> Result<joint_shim_local::LocalClou
     LocalCloudsBuilder::new()
         .state_dir(state_dir)
         .clouds(names)
+        .read_only(read_only)
         .build()
         .map_err(|e| e.to_string())
 }
 
 async fn status(run_id: &str, state_dir: &std::path::Path, json: bool) -> ExitCode {
-    let clouds = match open_state(state_dir) {
+    let clouds = match open_state(state_dir, true) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -549,7 +604,7 @@ async fn status(run_id: &str, state_dir: &std::path::Path, json: bool) -> ExitCo
 }
 
 async fn gc(run_id: &str, state_dir: &std::path::Path, all: bool) -> ExitCode {
-    let clouds = match open_state(state_dir) {
+    let clouds = match open_state(state_dir, false) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

@@ -75,7 +75,7 @@ impl Target {
             (Some(p), _) => p.clone(),
             (None, None) => return Err("pass --definition".into()),
             (None, Some(run)) => {
-                let clouds = open_state(&self.state_dir)?;
+                let clouds = open_state(&self.state_dir, false)?;
                 let version = joint_shim::runtime::run_version(&clouds.clouds, run)
                     .await
                     .map_err(|e| e.to_string())?;

@@ -93,21 +93,28 @@ pub async fn run(a: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    let runtime = workflow.map(|w| {
+    let runtime = match workflow.map(|w| {
+        // The endpoints serve other processes, whose duplicates this one cannot see: keep the
+        // runs' state for the stores' retention, as deployed functions do (ADR 0009).
         let cfg = RuntimeConfig {
-            gc: GcPolicy::Immediate,
+            gc: GcPolicy::Retain,
             ..RuntimeConfig::default()
         };
-        let rt = Runtime::new(
+        Runtime::new(
             w,
             clouds.clouds.clone(),
             joint_examples::builtin_handlers(),
             cfg,
             None,
-        );
-        clouds.attach(Arc::new(rt.clone()) as Arc<dyn Deliver>);
-        rt
-    });
+        )
+    }) {
+        None => None,
+        Some(Ok(rt)) => {
+            clouds.attach(Arc::new(rt.clone()) as Arc<dyn Deliver>);
+            Some(rt)
+        }
+        Some(Err(e)) => return fail(e.to_string()),
+    };
     let state = Arc::new(ServeState {
         runtime,
         clouds,

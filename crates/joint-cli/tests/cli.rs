@@ -108,12 +108,23 @@ fn the_same_run_id_returns_the_first_result_without_running_again() {
     let (a, _) = run_json(&ex("parallel.yaml"), "3", &["--run-id", "r-1"], dir.path());
     assert_eq!(a["output"], 13);
     assert_eq!(a["reused"], false);
-    // A different input: the run id wins, nothing runs.
-    let (b, o) = run_json(&ex("parallel.yaml"), "4", &["--run-id", "r-1"], dir.path());
+    // The same input: the first result, nothing runs.
+    let (b, o) = run_json(&ex("parallel.yaml"), "3", &["--run-id", "r-1"], dir.path());
     assert_eq!(b["output"], 13, "{}", text(&o));
     assert_eq!(b["reused"], true);
     assert_eq!(b["ops"]["invokes"], 0);
     assert_eq!(b["instances"], 0);
+    // Another input (or another workflow): refused, like Step Functions' ExecutionAlreadyExists.
+    let (c, o) = run_json(&ex("parallel.yaml"), "4", &["--run-id", "r-1"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(c["status"], "error", "{c}");
+    assert_eq!(c["run_id"], "r-1", "{c}");
+    assert!(
+        c["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("AlreadyExists") && e.contains("different input")),
+        "{c}"
+    );
 }
 
 #[test]
@@ -385,7 +396,7 @@ fn secrets_never_appear_in_a_verbose_failing_run() {
     );
     let all = text(&o);
     assert!(
-        all.contains("127.0.0.1:9") && all.contains("did not finish in time"),
+        all.contains("127.0.0.1:9") && all.contains("did not finish within 3.0 s"),
         "the run really tried the unreachable clouds: {all}"
     );
     for (k, v) in secrets {

@@ -208,6 +208,88 @@ pub struct RunRecord {
     /// Set when the run ended by joining a batch: the id of the run the batch starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batched_into: Option<String>,
+    /// When the run ended (Unix milliseconds, the finishing execution's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+}
+
+/// The start record at `_runs/{workflow_id}/start`: written once (create-if-absent) by whoever
+/// starts the run, so that a run id names exactly one run — one workflow version and one input.
+/// Starting a run id again with the same workflow version and input is idempotent; anything
+/// else is refused, like Step Functions' `ExecutionAlreadyExists`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStart {
+    /// Workflow name.
+    pub workflow: String,
+    /// Workflow version (definition hash).
+    pub def_hash: String,
+    /// SHA-256 (hex) of the start input's canonical JSON.
+    pub input_sha256: String,
+    /// When the run was started (Unix milliseconds).
+    pub started_ms: u64,
+}
+
+impl RunStart {
+    /// The SHA-256 (hex) of `input` as it is hashed for a start record: its compact JSON with
+    /// object keys sorted, so that the same value always gives the same hash.
+    pub fn input_hash(input: &Value) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = canonical_json(input);
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// Why starting run `run` of `workflow` version `def_hash` with an input hashing to
+    /// `input_sha256` conflicts with this record, or `None` when it is the same run.
+    pub fn conflict(
+        &self,
+        run: &str,
+        workflow: &str,
+        def_hash: &str,
+        input_sha256: &str,
+    ) -> Option<String> {
+        let short = |h: &str| h[..12.min(h.len())].to_string();
+        if self.workflow != workflow {
+            return Some(format!(
+                "run id '{run}' is already taken by a run of workflow '{}'; choose another run id",
+                self.workflow
+            ));
+        }
+        if self.def_hash != def_hash {
+            return Some(format!(
+                "run id '{run}' was started with version {} of workflow '{workflow}', not {}; choose another run id",
+                short(&self.def_hash),
+                short(def_hash)
+            ));
+        }
+        if self.input_sha256 != input_sha256 {
+            return Some(format!(
+                "run id '{run}' was started with a different input (sha256 {} instead of {}); a run id names one input — choose another run id",
+                short(&self.input_sha256),
+                short(input_sha256)
+            ));
+        }
+        None
+    }
+}
+
+/// Compact JSON with object keys sorted at every level.
+fn canonical_json(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sorted(v)).unwrap_or_default()
 }
 
 /// The value a branch contributes to a join (stored as a join member).

@@ -539,6 +539,13 @@ impl<'a> Machine<'a> {
         })
     }
 
+    /// Tell the machine the driver's clock (Unix milliseconds) before handing it an answer: it
+    /// stamps the records it writes next (the run record's `finished_ms`). The machine never
+    /// reads a clock itself.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.cfg.now_ms = Some(now_ms);
+    }
+
     /// The instance id.
     pub fn instance_id(&self) -> &str {
         &self.id
@@ -823,6 +830,13 @@ impl<'a> Machine<'a> {
             .saturating_sub(head.encode().len() as u64 + 32);
         let (spill, cloud, key_for) = match self.shape {
             Shape::End => (size > item_limit, self.env.home.clone(), KeyFor::Result),
+            // A Choice whose guards all fail outside any fork ends the run with this output:
+            // spill it where the run's result lives, outside the run prefix that GC deletes.
+            Shape::Choice if self.env.branch.is_empty() && matches!(self.choose(&v), Ok(None)) => (
+                sub.transfer_by_ds || size > item_limit,
+                self.env.home.clone(),
+                KeyFor::Result,
+            ),
             Shape::Sequence | Shape::Parallel | Shape::Choice => {
                 let targets = self.inline_targets(&v);
                 let min = targets
@@ -1488,6 +1502,7 @@ impl<'a> Machine<'a> {
             result,
             finished_by: self.id.clone(),
             batched_into,
+            finished_ms: self.cfg.now_ms,
         };
         self.state = State::AwaitFinish { ok, failure };
         Action::Finish {

@@ -116,6 +116,12 @@ pub fn run_key(workflow_id: &str) -> String {
     format!("_runs/{workflow_id}/record")
 }
 
+/// The start record (workflow version and input hash), kept outside the run prefix:
+/// `_runs/{workflow_id}/start`.
+pub fn run_start_key(workflow_id: &str) -> String {
+    format!("_runs/{workflow_id}/start")
+}
+
 /// Everything kept for a finished run after GC (its record and result blob):
 /// `_runs/{workflow_id}/`.
 pub fn run_record_prefix(workflow_id: &str) -> String {

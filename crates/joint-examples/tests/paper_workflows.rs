@@ -16,6 +16,8 @@ fn chaos(seed: u64) -> Chaos {
         seed,
         crash: 0.05,
         dup: 0.1,
+        concurrent: 0.05,
+        late: 0.05,
         drop: 0.05,
         throttle: 0.05,
         lose: 0.05,

@@ -121,7 +121,8 @@ async fn main_inner() -> Result<(), String> {
         joint_examples::builtin_handlers(),
         RuntimeConfig::from_env()?,
         None,
-    );
+    )
+    .map_err(|e| e.to_string())?;
     let addr = adapter::listen_addr()?;
     eprintln!("joint FC adapter for cloud '{cloud}' listening on {addr}");
     adapter::serve(Arc::new(runtime) as Arc<dyn Deliver>, &cloud, addr, async {

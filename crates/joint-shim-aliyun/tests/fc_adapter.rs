@@ -22,6 +22,7 @@ impl Faas for Queue {
         FaasCapabilities {
             async_payload_limit: 128 * 1024,
             sync_payload_limit: 32 * 1024 * 1024,
+            redelivery_window: std::time::Duration::from_secs(60),
         }
     }
     async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<()> {
@@ -84,7 +85,8 @@ async fn adapter(src: &str, cfg: RuntimeConfig) -> Adapter {
         joint_examples::builtin_handlers(),
         cfg,
         None,
-    );
+    )
+    .expect("runtime");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use joint_shim::{Cloud, Error, ErrorKind, FaasCapabilities, Result};
 use joint_store::{AwsConnection, DynamoCoordStore, DynamoStoreBuilder};
 
-use crate::faas::{DEFAULT_ASYNC_LIMIT, DEFAULT_SYNC_LIMIT, LambdaFaas};
+use crate::faas::{DEFAULT_ASYNC_LIMIT, DEFAULT_REDELIVERY_WINDOW, DEFAULT_SYNC_LIMIT, LambdaFaas};
 use crate::s3::S3BlobStore;
 
 /// Keys of an AWS cloud besides the connection keys (`region`, `endpoint_url`,
@@ -24,6 +24,7 @@ pub const AWS_KEYS: &[&str] = &[
     "conditional_put",
     "ttl_seconds",
     "item_limit",
+    "redelivery_window_seconds",
     "cloud",
 ];
 
@@ -38,6 +39,10 @@ pub const AWS_ENV: &[(&str, &str)] = &[
     ("JOINT_AWS_FORCE_PATH_STYLE", "force_path_style"),
     ("JOINT_AWS_CONDITIONAL_PUT", "conditional_put"),
     ("JOINT_AWS_TTL_SECONDS", "ttl_seconds"),
+    (
+        "JOINT_AWS_REDELIVERY_WINDOW_SECONDS",
+        "redelivery_window_seconds",
+    ),
 ];
 
 /// Builds an [`AwsCloud`].
@@ -177,7 +182,15 @@ impl AwsBuilder {
         let caps = FaasCapabilities {
             async_payload_limit: num("async_payload_limit", DEFAULT_ASYNC_LIMIT)?,
             sync_payload_limit: num("sync_payload_limit", DEFAULT_SYNC_LIMIT)?,
+            redelivery_window: std::time::Duration::from_secs(num(
+                "redelivery_window_seconds",
+                DEFAULT_REDELIVERY_WINDOW.as_secs(),
+            )?),
         };
+        let retention = std::time::Duration::from_secs(num(
+            "ttl_seconds",
+            joint_shim::caps::DEFAULT_RETENTION.as_secs(),
+        )?);
         // Emulators and most S3-compatible stores want path-style addressing.
         let path_style = flag("force_path_style", self.conn.endpoint_url.is_some())?;
         let conditional_put = flag("conditional_put", true)?;
@@ -216,7 +229,8 @@ impl AwsBuilder {
             self.setting("key_prefix").unwrap_or_default(),
             conditional_put,
             &cloud,
-        );
+        )
+        .with_retention(Some(retention));
         let faas = LambdaFaas::new(
             aws_sdk_lambda::Client::new(&sdk),
             self.setting("function_prefix").unwrap_or_default(),

@@ -14,6 +14,12 @@ use crate::error::{Service, parse_error};
 pub const DEFAULT_ASYNC_LIMIT: u64 = 1024 * 1024;
 /// Lambda's synchronous payload limit (6 MB).
 pub const DEFAULT_SYNC_LIMIT: u64 = 6 * 1024 * 1024;
+/// How long after accepting an asynchronous event Lambda may still deliver it, by default: its
+/// maximum event age (6 hours, the longest `MaximumEventAgeInSeconds` allows) plus the longest
+/// function timeout (15 minutes) for the last attempt. Lower it with `redelivery_window_seconds`
+/// when the functions' event-invoke configuration is shorter.
+pub const DEFAULT_REDELIVERY_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(6 * 3600 + 15 * 60);
 
 /// Invokes Lambda functions of one cloud. Workflow function `F` is the Lambda function
 /// `{function_prefix}F`, at `qualifier` (version or alias) when set. Cheap to clone.

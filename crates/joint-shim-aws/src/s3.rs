@@ -28,6 +28,7 @@ pub struct S3BlobStore {
     key_prefix: String,
     conditional_put: bool,
     backend: String,
+    retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3BlobStore {
@@ -57,7 +58,17 @@ impl S3BlobStore {
             key_prefix: key_prefix.into(),
             conditional_put,
             backend: format!("s3({cloud})"),
+            retention: None,
         }
+    }
+
+    /// How long objects are kept: the bucket's lifecycle expiration, which
+    /// [`S3BlobStore::create_bucket`] configures (rounded up to whole days, as S3 counts them).
+    /// `None` (the default of [`S3BlobStore::new`]): objects are kept until deleted.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention =
+            retention.map(|r| Duration::from_secs(r.as_secs().div_ceil(86_400).max(1) * 86_400));
+        self
     }
 
     /// The bucket.
@@ -71,6 +82,10 @@ impl S3BlobStore {
     }
 
     /// Create the bucket (setup: `joint aws create-bucket`, the benches and the tests).
+    ///
+    /// With a retention ([`S3BlobStore::with_retention`]) it also sets the bucket's lifecycle
+    /// rule `joint-retention`: objects under the key prefix expire that many days after they
+    /// were written (S3 deletes them for free; ADR 0009).
     pub async fn create_bucket(&self) -> Result<()> {
         self.client
             .create_bucket()
@@ -84,6 +99,58 @@ impl S3BlobStore {
                     Service::S3,
                     &self.backend,
                     "create_bucket",
+                    &self.bucket,
+                )
+            })?;
+        self.put_lifecycle().await
+    }
+
+    /// Set the `joint-retention` lifecycle rule (nothing without a retention).
+    pub async fn put_lifecycle(&self) -> Result<()> {
+        use aws_sdk_s3::types::{
+            BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+            LifecycleRuleFilter,
+        };
+        let Some(retention) = self.retention else {
+            return Ok(());
+        };
+        let days = i32::try_from(retention.as_secs() / 86_400).unwrap_or(i32::MAX);
+        let bad = |e: aws_sdk_s3::error::BuildError| {
+            self.err(
+                ErrorKind::InvalidInput,
+                "put_lifecycle",
+                &self.bucket,
+                e.to_string(),
+            )
+        };
+        let rule = LifecycleRule::builder()
+            .id("joint-retention")
+            .status(ExpirationStatus::Enabled)
+            .filter(
+                LifecycleRuleFilter::builder()
+                    .prefix(&self.key_prefix)
+                    .build(),
+            )
+            .expiration(LifecycleExpiration::builder().days(days).build())
+            .build()
+            .map_err(bad)?;
+        let cfg = BucketLifecycleConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(bad)?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(cfg)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                parse_error(
+                    &e,
+                    Service::S3,
+                    &self.backend,
+                    "put_lifecycle",
                     &self.bucket,
                 )
             })
@@ -137,6 +204,7 @@ impl BlobStore for S3BlobStore {
         BlobCapabilities {
             create_only: self.conditional_put,
             max_object: MAX_OBJECT,
+            retention: self.retention,
         }
     }
 

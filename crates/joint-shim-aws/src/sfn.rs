@@ -330,7 +330,8 @@ pub async fn deploy_joint(
         handlers,
         RuntimeConfig::default(),
         None,
-    );
+    )
+    .map_err(|e| e.to_string())?;
     Ok(JointDeployment { runtime, tables })
 }
 

@@ -94,7 +94,8 @@ async fn real_lambda_functions_on_ministack() {
             joint_examples::builtin_handlers(),
             RuntimeConfig::default(),
             None,
-        );
+        )
+        .expect("runtime");
         let run = format!("m{}", common::uniq());
         rt.start(&run, input).await.expect("start");
         let deadline = Instant::now() + Duration::from_secs(180);

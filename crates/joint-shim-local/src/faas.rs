@@ -29,10 +29,28 @@ pub struct LocalFaasConfig {
     pub visibility_timeout: Duration,
     /// Delay between acceptance and delivery.
     pub queue_latency: Duration,
+    /// How long after the first delivery a `late` duplicate (chaos) arrives.
+    pub late_delay: Duration,
     /// Executions running at once.
     pub concurrency: usize,
     /// Duplicate and drop probabilities (the seed makes them deterministic).
     pub chaos: Chaos,
+}
+
+impl LocalFaasConfig {
+    /// The longest time after an accepted event in which this queue may still deliver it: the
+    /// queueing delay, every redelivery after a failure, a visibility timeout per lost attempt
+    /// and a duplicate's delay. The runtime checks that the stores keep what they write at least
+    /// this long (ADR 0009).
+    pub fn redelivery_window(&self) -> Duration {
+        let n = self.max_deliveries.max(1);
+        let retries: u32 = (1..n).sum();
+        self.queue_latency
+            + self.retry_delay * retries
+            + self.visibility_timeout * n
+            + self.retry_delay
+            + self.late_delay
+    }
 }
 
 impl Default for LocalFaasConfig {
@@ -44,6 +62,7 @@ impl Default for LocalFaasConfig {
             retry_delay: Duration::from_millis(20),
             visibility_timeout: Duration::from_millis(50),
             queue_latency: Duration::ZERO,
+            late_delay: Duration::from_millis(500),
             concurrency: 256,
             chaos: Chaos::default(),
         }
@@ -55,6 +74,8 @@ impl Default for LocalFaasConfig {
 pub struct DeadLetter {
     /// Function.
     pub function: String,
+    /// The run the event belongs to, when the payload is an envelope.
+    pub run: Option<String>,
     /// Last error.
     pub error: String,
     /// Deliveries made.
@@ -72,7 +93,7 @@ pub struct QueueStats {
     pub retries: u64,
     /// Attempts lost (then redelivered).
     pub dropped: u64,
-    /// Duplicate deliveries.
+    /// Duplicate deliveries (after the first finished, at the same time, or late).
     pub duplicated: u64,
     /// Events dead-lettered.
     pub dead: u64,
@@ -108,6 +129,13 @@ struct Shared {
     dead: Mutex<Vec<DeadLetter>>,
     /// Times each payload (by digest) was accepted: a re-sent event is a new event to lose.
     sent: Mutex<BTreeMap<String, u32>>,
+}
+
+/// Whether a delivery is the queue's own (retried on failure) or an extra copy chaos made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Queue,
+    Chaos,
 }
 
 /// The local FaaS of one cloud. Cheap to clone.
@@ -166,6 +194,15 @@ impl LocalFaas {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), handler);
+    }
+
+    /// Stop hosting a plain function added with [`LocalFaas::add_raw`].
+    pub fn remove_raw(&self, name: &str) {
+        self.shared
+            .raw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 
     /// Simulate an outage: every invocation is refused with `Unavailable` until set back.
@@ -282,13 +319,49 @@ impl LocalFaas {
     }
 
     fn schedule(&self, function: String, payload: Bytes, delivery: u32, delay: Duration) {
+        self.schedule_as(function, payload, delivery, delay, Origin::Queue);
+    }
+
+    fn schedule_as(
+        &self,
+        function: String,
+        payload: Bytes,
+        delivery: u32,
+        delay: Duration,
+        origin: Origin,
+    ) {
         let me = self.clone();
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            me.execute(function, payload, delivery).await;
+            me.execute(function, payload, delivery, origin).await;
         });
+    }
+
+    /// Chaos `concurrent` and `late`: extra copies of a first delivery, racing it or long after.
+    fn extra_copies(&self, function: &str, payload: &Bytes, digest: &str) {
+        let sh = &self.shared;
+        let chaos = sh.cfg.chaos;
+        let mut copies = Vec::new();
+        if chaos.fires(chaos.concurrent, &["concurrent", &sh.cloud, digest]) {
+            let n = 1 + (chaos.draw(&["concurrent-n", &sh.cloud, digest]) * 3.0) as u32;
+            copies.extend((0..n.min(3)).map(|_| Duration::ZERO));
+        }
+        if chaos.fires(chaos.late, &["late", &sh.cloud, digest]) {
+            copies.push(sh.cfg.late_delay);
+        }
+        for delay in copies {
+            sh.stats.duplicated.fetch_add(1, Ordering::Relaxed);
+            sh.inflight.fetch_add(1, Ordering::SeqCst);
+            self.schedule_as(
+                function.to_string(),
+                payload.clone(),
+                1,
+                delay,
+                Origin::Chaos,
+            );
+        }
     }
 
     fn finish_one(&self) {
@@ -297,9 +370,21 @@ impl LocalFaas {
         }
     }
 
-    async fn execute(&self, function: String, payload: Bytes, delivery: u32) {
+    async fn execute(&self, function: String, payload: Bytes, delivery: u32, origin: Origin) {
         let sh = &self.shared;
         let digest = hex::encode(Sha256::digest(&payload));
+        if origin == Origin::Chaos {
+            // A duplicate the platform made: it runs once and its failure is nobody's business
+            // (the original is retried as usual).
+            if let Ok(_permit) = sh.permits.clone().acquire_owned().await {
+                sh.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                if let Some(rt) = sh.deliver.get() {
+                    let _ = rt.deliver(&sh.cloud, payload, delivery).await;
+                }
+            }
+            self.finish_one();
+            return;
+        }
         let chaos = sh.cfg.chaos;
         let d = delivery.to_string();
         let nth = || {
@@ -317,6 +402,9 @@ impl LocalFaas {
             tracing::debug!(cloud = %sh.cloud, %function, "event lost");
             self.finish_one();
             return;
+        }
+        if delivery == 1 {
+            self.extra_copies(&function, &payload, &digest);
         }
         if chaos.fires(chaos.drop, &["drop", &sh.cloud, &digest, &d]) {
             sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -367,6 +455,7 @@ impl LocalFaas {
                     .unwrap_or_else(|p| p.into_inner())
                     .push(DeadLetter {
                         function,
+                        run: run_of(&payload),
                         error: e,
                         deliveries: delivery,
                     });
@@ -374,6 +463,17 @@ impl LocalFaas {
             }
         }
     }
+}
+
+/// The run id of an envelope payload (without decoding the rest).
+fn run_of(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        workflow_id: String,
+    }
+    serde_json::from_slice::<Head>(payload)
+        .ok()
+        .map(|h| h.workflow_id)
 }
 
 async fn run_raw(
@@ -405,6 +505,7 @@ impl joint_shim::Faas for LocalFaas {
         FaasCapabilities {
             async_payload_limit: self.shared.cfg.async_payload_limit,
             sync_payload_limit: self.shared.cfg.sync_payload_limit,
+            redelivery_window: self.shared.cfg.redelivery_window(),
         }
     }
 

@@ -11,6 +11,9 @@
 //!
 //! A key cannot be both a blob and a directory (`a/b` and `a/b/c`); the second put fails
 //! `InvalidInput`.
+//!
+//! Retention (ADR 0009): [`FsBlobStore::purge_expired`] deletes blobs written longer ago than
+//! the store's retention (by modification time), like an S3 lifecycle rule.
 
 use std::fmt;
 use std::io;
@@ -43,6 +46,7 @@ struct Inner {
     root: PathBuf,
     backend: String,
     fsync: bool,
+    retention: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for FsBlobStore {
@@ -51,6 +55,7 @@ impl fmt::Debug for FsBlobStore {
             .field("backend", &self.inner.backend)
             .field("root", &self.inner.root)
             .field("fsync", &self.inner.fsync)
+            .field("retention", &self.inner.retention)
             .finish()
     }
 }
@@ -74,8 +79,37 @@ impl FsBlobStore {
                 root,
                 backend,
                 fsync: false,
+                retention: Some(joint_shim::caps::DEFAULT_RETENTION),
             }),
         })
+    }
+
+    /// Keep blobs for `retention` after they were written (`None`: until deleted); default
+    /// [`joint_shim::caps::DEFAULT_RETENTION`].
+    pub fn with_retention(self, retention: Option<std::time::Duration>) -> Self {
+        FsBlobStore {
+            inner: Arc::new(Inner {
+                root: self.inner.root.clone(),
+                backend: self.inner.backend.clone(),
+                fsync: self.inner.fsync,
+                retention,
+            }),
+        }
+    }
+
+    /// Delete every blob (and stale temporary file) written before `now` minus the retention;
+    /// returns how many blobs were deleted. Nothing without a retention.
+    pub fn purge_expired_at(&self, now: SystemTime) -> Result<u64> {
+        let Some(r) = self.inner.retention else {
+            return Ok(0);
+        };
+        let cutoff = now.checked_sub(r).unwrap_or(UNIX_EPOCH);
+        self.inner.purge_tree(&self.inner.root, cutoff)
+    }
+
+    /// [`FsBlobStore::purge_expired_at`] now.
+    pub fn purge_expired(&self) -> Result<u64> {
+        self.purge_expired_at(SystemTime::now())
     }
 
     /// Whether `put_new` syncs the data to disk before publishing it (default false: a
@@ -87,6 +121,7 @@ impl FsBlobStore {
                 root: self.inner.root.clone(),
                 backend: self.inner.backend.clone(),
                 fsync,
+                retention: self.inner.retention,
             }),
         }
     }
@@ -324,6 +359,43 @@ impl Inner {
         Ok(count)
     }
 
+    /// Delete files under `dir` modified before `cutoff`, and the directories that empties.
+    fn purge_tree(&self, dir: &Path, cutoff: SystemTime) -> Result<u64> {
+        const OP: &str = "purge_expired";
+        let target = dir.display().to_string();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(self.io_err(OP, &target, "listing", &e)),
+        };
+        let mut count = 0u64;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err(OP, &target, "listing", &e))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io_err(OP, &target, "reading metadata", &e)),
+            };
+            if meta.is_dir() {
+                count += self.purge_tree(&entry.path(), cutoff)?;
+                // Fails (harmlessly) while the directory still holds something.
+                let _ = std::fs::remove_dir(entry.path());
+            } else if meta.modified().is_ok_and(|m| m < cutoff) {
+                let is_tmp = entry
+                    .file_name()
+                    .to_str()
+                    .is_none_or(|n| n.starts_with(TMP_PREFIX));
+                if remove_counted(&entry.path())
+                    .map_err(|e| self.io_err(OP, &target, "deleting", &e))?
+                    && !is_tmp
+                {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
     fn key_path(&self, op: &'static str, key: &str) -> Result<PathBuf> {
         validate(key, false).map_err(|m| self.err(ErrorKind::InvalidInput, op, key, m))?;
         Ok(self.root.join(key))
@@ -391,6 +463,7 @@ impl BlobStore for FsBlobStore {
         BlobCapabilities {
             create_only: true,
             max_object: MAX_OBJECT,
+            retention: self.inner.retention,
         }
     }
 

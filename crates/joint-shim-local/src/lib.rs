@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use joint_shim::layers::{
-    Chaos, Counted, Delayed, Faulty, LatencyProfile, OpCounts, OutageSwitch, Switched,
+    Chaos, CommitLedger, Counted, Delayed, Faulty, LatencyProfile, OpCounts, OutageSwitch, Switched,
 };
 use joint_shim::{Cloud, Clouds, Deliver, Result};
 
@@ -31,6 +31,9 @@ pub struct LocalCloudsBuilder {
     inline_limits: BTreeMap<String, u64>,
     latency: LatencyProfile,
     chaos: Chaos,
+    retention: Option<Option<std::time::Duration>>,
+    ledger: Option<CommitLedger>,
+    read_only: bool,
 }
 
 impl LocalCloudsBuilder {
@@ -75,6 +78,28 @@ impl LocalCloudsBuilder {
         self
     }
 
+    /// How long the stores keep what they write (ADR 0009); `None` keeps it until deleted.
+    /// Default [`joint_shim::caps::DEFAULT_RETENTION`]. Opening a state directory deletes what
+    /// expired.
+    pub fn retention(mut self, r: Option<std::time::Duration>) -> Self {
+        self.retention = Some(r);
+        self
+    }
+
+    /// Open an existing state directory without writing to it (`joint status`): nothing is
+    /// created or purged, and every write fails.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Count every create the coordination stores answer `New` in `ledger` (to check exactly
+    /// one commit per instance from the stores' answers).
+    pub fn ledger(mut self, ledger: CommitLedger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// Fault injection: duplicates and drops in the queues, throttling of invocations.
     pub fn chaos(mut self, c: Chaos) -> Self {
         self.chaos = c;
@@ -88,11 +113,19 @@ impl LocalCloudsBuilder {
         let mut faas = BTreeMap::new();
         let mut switches = BTreeMap::new();
         let mut throttles = Vec::new();
+        let mut stores = Vec::new();
         for name in &self.names {
+            let retention = self
+                .retention
+                .unwrap_or(Some(joint_shim::caps::DEFAULT_RETENTION));
             let coord = match &self.state_dir {
+                Some(d) if self.read_only => {
+                    SqliteCoordStore::open_read_only(d.join(name).join("coord.db"), name)?
+                }
                 Some(d) => SqliteCoordStore::open(d.join(name).join("coord.db"), name)?,
                 None => SqliteCoordStore::in_memory(name)?,
-            };
+            }
+            .with_retention(retention);
             let blob_root = match &self.state_dir {
                 Some(d) => d.join(name).join("blobs"),
                 None => std::env::temp_dir().join(format!(
@@ -101,7 +134,11 @@ impl LocalCloudsBuilder {
                     uniq()
                 )),
             };
-            let blob = FsBlobStore::new(blob_root, name)?;
+            let blob = FsBlobStore::new(blob_root, name)?.with_retention(retention);
+            if self.state_dir.is_some() && !self.read_only {
+                coord.purge_expired_blocking()?;
+                blob.purge_expired()?;
+            }
             let mut fcfg = self.faas.clone();
             fcfg.chaos = self.chaos;
             if let Some(l) = self.inline_limits.get(name) {
@@ -110,7 +147,12 @@ impl LocalCloudsBuilder {
             let local = LocalFaas::new(name, fcfg);
             let delay = self.latency.store(name);
             let sw = OutageSwitch::new();
+            stores.push((coord.clone(), blob.clone()));
             let faulty = Faulty::new(local.clone(), self.chaos, name);
+            let coord: Arc<dyn joint_shim::CoordStore> = match &self.ledger {
+                Some(l) => Arc::new(l.watch(coord)),
+                None => Arc::new(coord),
+            };
             throttles.push(faulty.injected());
             clouds.insert(Cloud {
                 name: name.clone(),
@@ -136,6 +178,7 @@ impl LocalCloudsBuilder {
             counts,
             switches,
             throttles,
+            stores,
             state_dir: self.state_dir,
         })
     }
@@ -159,6 +202,7 @@ pub struct LocalClouds {
     pub counts: OpCounts,
     switches: BTreeMap<String, OutageSwitch>,
     throttles: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    stores: Vec<(SqliteCoordStore, FsBlobStore)>,
     state_dir: Option<PathBuf>,
 }
 
@@ -219,6 +263,22 @@ impl LocalClouds {
             s.throttled += t.load(std::sync::atomic::Ordering::Relaxed);
         }
         s
+    }
+
+    /// Delete what every local store holds beyond its retention as of `now` (ADR 0009); returns
+    /// how many items, joins and blobs went. Opening a state directory does this for the
+    /// present; a test passes a later time to see what the stores will have collected by then.
+    pub async fn purge_expired_at(&self, now: std::time::SystemTime) -> Result<u64> {
+        let ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let mut n = 0;
+        for (coord, blob) in &self.stores {
+            n += coord.purge_expired_at(ms).await?;
+            n += blob.purge_expired_at(now)?;
+        }
+        Ok(n)
     }
 
     /// The state directory, if any.

@@ -1,6 +1,6 @@
 //! Run a workflow to completion on local clouds: what `joint run` does, as a library call.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::{LocalClouds, LocalCloudsBuilder, LocalFaasConfig, QueueStats};
+use crate::{DeadLetter, LocalClouds, LocalCloudsBuilder, LocalFaasConfig, QueueStats};
 
 /// How to run.
 #[derive(Clone, Default)]
@@ -38,6 +38,13 @@ pub struct RunOptions {
     pub observer: Option<Arc<dyn Observer>>,
     /// Keep the run's working state after it ends (no GC).
     pub keep: bool,
+    /// What happens to the run's working state when it ends; by default the runner collects it
+    /// once its queues are quiet ([`GcPolicy::WhenQuiet`]), or leaves it to the stores'
+    /// retention with `keep` or remote clouds. Tests set [`GcPolicy::Retain`] to run what
+    /// deployed functions do.
+    pub gc: Option<GcPolicy>,
+    /// Count the local coordination stores' creates in this ledger.
+    pub ledger: Option<joint_shim::layers::CommitLedger>,
     /// Give up waiting after this long (default 10 minutes).
     pub timeout: Option<Duration>,
     /// Clouds served by other backends (AWS, Aliyun, `joint serve`); every other cloud of the
@@ -182,14 +189,19 @@ pub fn deploy(
     if let Some(d) = &opts.state_dir {
         b = b.state_dir(d.clone());
     }
+    if let Some(l) = &opts.ledger {
+        b = b.ledger(l.clone());
+    }
     let clouds = b.build()?;
     let mut cfg = opts.runtime.clone().unwrap_or_default();
     cfg.chaos = opts.chaos;
     cfg.latency = opts.latency.clone();
-    cfg.gc = if opts.keep {
-        GcPolicy::Never
-    } else {
-        GcPolicy::Deferred
+    // The runner sees every local queue, so it may collect a run once they are quiet; with
+    // remote clouds it cannot see their queues, and the stores' retention collects instead.
+    cfg.gc = match opts.gc {
+        Some(g) => g,
+        None if opts.keep || !opts.remote.is_empty() => GcPolicy::Retain,
+        None => GcPolicy::WhenQuiet,
     };
     if opts.chaos.throttle > 0.0 {
         cfg.invoke.retry.max_retries = cfg.invoke.retry.max_retries.max(20);
@@ -199,7 +211,7 @@ pub fn deploy(
     for c in &opts.remote {
         all.insert(c.clone());
     }
-    let runtime = Runtime::new(workflow, all, handlers, cfg, observer);
+    let runtime = Runtime::new(workflow, all, handlers, cfg, observer)?;
     clouds.attach(Arc::new(runtime.clone()) as Arc<dyn Deliver>);
     Ok(LocalDeployment { clouds, runtime })
 }
@@ -216,7 +228,22 @@ pub async fn run_local(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let (dep, watch) = prepare(workflow, handlers, &opts, &run_id)?;
     let rt = &dep.runtime;
+    // A run id names one run: the same workflow version and input get the existing result,
+    // anything else is refused before anything runs.
+    rt.claim_run_id(&run_id, &opts.input).await?;
     if let Some(rec) = rt.run_record(&run_id).await? {
+        if rec.workflow != rt.workflow().name {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "runner",
+                "run",
+                &run_id,
+                format!(
+                    "run id '{run_id}' is already taken by a run of workflow '{}'; choose another run id",
+                    rec.workflow
+                ),
+            ));
+        }
         let out = rt.resolve_output(&rec).await?;
         return Ok(report(
             run_id,
@@ -230,7 +257,7 @@ pub async fn run_local(
     }
     let before = dep.clouds.counts.snapshot();
     let t0 = Instant::now();
-    rt.start(&run_id, opts.input.clone()).await?;
+    rt.send_start(&run_id, opts.input.clone()).await?;
     wait(&dep, &watch, &opts, run_id, t0, before).await
 }
 
@@ -294,85 +321,40 @@ async fn wait(
     before: OpSnapshot,
 ) -> Result<RunReport> {
     let rt = &dep.runtime;
-    let deadline = t0 + opts.timeout.unwrap_or(Duration::from_secs(600));
-    let makespan;
+    let limit = opts.timeout.unwrap_or(Duration::from_secs(600));
+    let deadline = tokio::time::Instant::from_std(t0 + limit);
     let (mut resumes, mut redriven) = (0u32, 0u64);
-    loop {
-        let notified = watch.finished.notified();
-        if *watch.done.lock().unwrap_or_else(|p| p.into_inner()) {
-            makespan = t0.elapsed();
-            break;
-        }
-        // With remote clouds, work may be going on elsewhere (the last function may run in
-        // another process and write the run record on the home cloud): poll for the record;
-        // only it or the timeout ends the wait.
-        if !opts.remote.is_empty() && rt.run_record(&run_id).await?.is_some() {
-            makespan = t0.elapsed();
-            break;
-        }
-        let stalled = opts.remote.is_empty() && dep.clouds.faas.values().all(|f| f.inflight() == 0);
-        if stalled {
-            // Everything drained without a run record: find out why.
-            if rt.run_record(&run_id).await?.is_some() {
-                makespan = t0.elapsed();
-                break;
-            }
-            // Nothing is in flight, so every missing output is lost: resume now.
-            if !opts.no_resume && resumes < MAX_RESUMES {
-                let r = rt.resume_stalled(&run_id, &opts.input).await?;
-                let progressed = match r.outcome {
-                    ResumeOutcome::NotStarted | ResumeOutcome::Finished { .. } => true,
-                    _ => !r.redriven.is_empty(),
-                };
-                if progressed {
-                    resumes += 1;
-                    redriven += r.redriven.len() as u64;
-                    tracing::info!(run = %run_id, redriven = ?r.redriven, "run stalled; resumed");
-                    continue;
-                }
-            }
-            let dead = dep.clouds.dead_letters();
-            let why = if dead.is_empty() {
-                format!(
-                    "no event is in flight and the run has no result (an event was lost; `joint resume {run_id} --force` re-drives it)"
-                )
-            } else {
-                dead.iter()
-                    .map(|(c, d)| {
-                        format!(
-                            "{} on {c} gave up after {} deliveries: {}",
-                            d.function, d.deliveries, d.error
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            return Err(Error::new(
-                ErrorKind::Other,
-                "runner",
-                "run",
-                &run_id,
-                format!("the run stalled: {why}"),
-            ));
-        }
-        if Instant::now() > deadline {
+    let finished = tokio::time::timeout_at(
+        deadline,
+        until_finished(dep, watch, opts, &run_id, &mut resumes, &mut redriven),
+    )
+    .await;
+    match finished {
+        Ok(r) => r?,
+        Err(_) => {
+            let pending = pending_instances(rt, &run_id).await;
             return Err(Error::new(
                 ErrorKind::Timeout,
                 "runner",
                 "run",
                 &run_id,
-                "the run did not finish in time",
+                format!(
+                    "the run did not finish within {:.1} s{pending}; `joint status {run_id}` shows where it is and `joint resume {run_id}` continues it",
+                    limit.as_secs_f64()
+                ),
             ));
         }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(Duration::from_millis(25)) => {}
-        }
     }
-    // Let duplicates and stragglers drain before collecting the run's state.
-    dep.clouds.idle().await;
+    let makespan = t0.elapsed();
+    // Let duplicates and stragglers drain before collecting the run's state; when they do not
+    // drain before the deadline, leave the state to the stores' retention.
+    let drained = tokio::time::timeout_at(deadline, dep.clouds.idle())
+        .await
+        .is_ok();
     let ops = dep.clouds.counts.snapshot().since(&before);
-    rt.run_deferred_gc().await?;
+    if drained {
+        rt.run_deferred_gc().await?;
+    }
     let rec = rt.run_record(&run_id).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
@@ -400,6 +382,140 @@ async fn wait(
     r.resumes = resumes;
     r.redriven = redriven;
     Ok(r)
+}
+
+/// Wait until run `run_id` has its record; resume it when it stalls on lost events; fail when
+/// it cannot go on (an event of the run was dead-lettered, or it stalled with resumes off).
+async fn until_finished(
+    dep: &LocalDeployment,
+    watch: &Watch,
+    opts: &RunOptions,
+    run_id: &str,
+    resumes: &mut u32,
+    redriven: &mut u64,
+) -> Result<()> {
+    let rt = &dep.runtime;
+    loop {
+        let notified = watch.finished.notified();
+        if *watch.done.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(());
+        }
+        // With remote clouds, work may be going on elsewhere (the last function may run in
+        // another process and write the run record on the home cloud): poll for the record;
+        // only it or the timeout ends the wait.
+        if !opts.remote.is_empty() && rt.run_record(run_id).await?.is_some() {
+            return Ok(());
+        }
+        let stalled = opts.remote.is_empty() && dep.clouds.faas.values().all(|f| f.inflight() == 0);
+        if stalled {
+            // Everything drained without a run record: find out why.
+            if rt.run_record(run_id).await?.is_some() {
+                return Ok(());
+            }
+            // An event of this run exhausted its deliveries: resuming would fail the same way.
+            let dead: Vec<(String, DeadLetter)> = dep
+                .clouds
+                .dead_letters()
+                .into_iter()
+                .filter(|(_, d)| d.run.as_deref() == Some(run_id))
+                .collect();
+            if !dead.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Other,
+                    "runner",
+                    "run",
+                    run_id,
+                    format!("the run cannot go on: {}", dead_letter_summary(&dead)),
+                ));
+            }
+            // Nothing is in flight, so every missing output is lost: resume now.
+            if !opts.no_resume && *resumes < MAX_RESUMES {
+                let r = rt.resume_stalled(run_id, &opts.input).await?;
+                let progressed = match r.outcome {
+                    ResumeOutcome::NotStarted | ResumeOutcome::Finished { .. } => true,
+                    _ => !r.redriven.is_empty(),
+                };
+                if progressed {
+                    *resumes += 1;
+                    *redriven += r.redriven.len() as u64;
+                    tracing::info!(run = %run_id, redriven = ?r.redriven, "run stalled; resumed");
+                    continue;
+                }
+            }
+            return Err(Error::new(
+                ErrorKind::Other,
+                "runner",
+                "run",
+                run_id,
+                format!(
+                    "the run stalled: no event is in flight and the run has no result (an event was lost; `joint resume {run_id} --force` re-drives it)"
+                ),
+            ));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+        }
+    }
+}
+
+/// Dead letters grouped by function, cloud and error: one line each, with how many events.
+fn dead_letter_summary(dead: &[(String, DeadLetter)]) -> String {
+    let mut groups: BTreeMap<(&str, &str, &str), (u32, u32)> = BTreeMap::new();
+    for (cloud, d) in dead {
+        let g = groups
+            .entry((d.function.as_str(), cloud.as_str(), d.error.as_str()))
+            .or_default();
+        g.0 += 1;
+        g.1 = g.1.max(d.deliveries);
+    }
+    groups
+        .into_iter()
+        .map(|((function, cloud, error), (events, deliveries))| {
+            let n = if events > 1 {
+                format!("{events} events of ")
+            } else {
+                String::new()
+            };
+            format!("{n}'{function}' on {cloud} gave up after {deliveries} deliveries: {error}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `: A_1, B_2 invoked without output` for a timeout message (empty when unknown).
+async fn pending_instances(rt: &Runtime, run_id: &str) -> String {
+    let Ok(st) = rt.status(run_id).await else {
+        return String::new();
+    };
+    let present: BTreeSet<&str> = st.instances.iter().map(|i| i.instance.as_str()).collect();
+    let mut pending = BTreeSet::new();
+    for i in &st.instances {
+        for name in &i.invoked {
+            if joint_core::naming::parse_instance_name(name).is_some()
+                && !present.contains(format!("{run_id}/{name}").as_str())
+            {
+                pending.insert(name.clone());
+            }
+        }
+    }
+    if st.instances.is_empty() {
+        return "; nothing of it committed (did its start function run?)".into();
+    }
+    if pending.is_empty() {
+        return String::new();
+    }
+    let list: Vec<&str> = pending.iter().map(String::as_str).take(10).collect();
+    let more = pending.len().saturating_sub(10);
+    format!(
+        "; invoked but not committed: {}{}",
+        list.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn report(

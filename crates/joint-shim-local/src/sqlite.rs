@@ -7,15 +7,19 @@
 //! tokio's blocking pool.
 //!
 //! Tables:
-//! - `items(key, value, created_ms)`: output items (checkpoints).
+//! - `items(key, value, created_ms, updated_ms)`: output items (checkpoints).
 //! - `invoked(key, name)`: the invoked set of each item.
-//! - `join_heads(key, count)` and `joins(key, member, value, seq)`: joins. The head row keeps
+//! - `join_heads(key, count, updated_ms)` and `joins(key, member, value, seq)`: joins. The head row keeps
 //!   the member count, so a join costs O(log n) until it completes and an n-way fan-in is
 //!   linear overall; the members are read only when the join is complete.
 //!
 //! Prefix queries are exact (`key >= prefix AND key < successor(prefix)`, no `LIKE`).
 //! `delete(key)` removes the item, its invoked rows, and a join head and members of that exact
 //! key in one transaction.
+//!
+//! Retention (ADR 0009): every write stamps `updated_ms`; [`SqliteCoordStore::purge_expired`]
+//! deletes items and joins whose last write is older than the store's retention, the way
+//! DynamoDB's TTL does. The local clouds purge a state directory when they open it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -41,7 +45,8 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
     key TEXT PRIMARY KEY NOT NULL,
     value BLOB NOT NULL,
-    created_ms INTEGER
+    created_ms INTEGER,
+    updated_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS invoked (
     key TEXT NOT NULL,
@@ -50,7 +55,8 @@ CREATE TABLE IF NOT EXISTS invoked (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS join_heads (
     key TEXT PRIMARY KEY NOT NULL,
-    count INTEGER NOT NULL
+    count INTEGER NOT NULL,
+    updated_ms INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS joins (
     key TEXT NOT NULL,
@@ -68,6 +74,7 @@ CREATE TABLE IF NOT EXISTS joins (
 pub struct SqliteCoordStore {
     inner: Arc<Inner>,
     item_limit: u64,
+    retention: Option<Duration>,
 }
 
 struct Inner {
@@ -87,6 +94,7 @@ impl fmt::Debug for SqliteCoordStore {
             .field("backend", &self.inner.backend)
             .field("path", &path)
             .field("item_limit", &self.item_limit)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -114,6 +122,53 @@ impl SqliteCoordStore {
         Self::init(conn, Some(path), backend)
     }
 
+    /// Purge expired entries now, synchronously (what opening a store does before use).
+    pub fn purge_expired_blocking(&self) -> Result<u64> {
+        let Some(r) = self.retention else {
+            return Ok(0);
+        };
+        let cutoff = now_ms().saturating_sub(i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
+        let mut guard = lock(&self.inner.conn);
+        purge(&mut guard, cutoff).map_err(|e| map_err(&self.inner.backend, "purge_expired", "", e))
+    }
+
+    /// Open an existing database without writing to it (`joint status` on a state directory
+    /// that is not writable, or belongs to another user). Every write fails. When SQLite cannot
+    /// even create its shared-memory file next to the database (a read-only directory), the file
+    /// is read as immutable: what the last writer checkpointed.
+    pub fn open_read_only(path: impl AsRef<Path>, cloud: &str) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        let path = path.as_ref().to_path_buf();
+        let backend = backend_name(cloud);
+        let target = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let probe =
+            |conn: &Connection| conn.query_row("SELECT count(*) FROM items", [], |_| Ok(()));
+        let uri = |extra: &str| {
+            format!(
+                "file:{}?mode=ro{extra}",
+                percent_path(&path.display().to_string())
+            )
+        };
+        let conn = match Connection::open_with_flags(uri(""), flags) {
+            Ok(c) if probe(&c).is_ok() => c,
+            _ => Connection::open_with_flags(uri("&immutable=1"), flags)
+                .map_err(|e| map_err(&backend, "open", &target, e))?,
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| map_err(&backend, "open", &target, e))?;
+        probe(&conn).map_err(|e| map_err(&backend, "open", &target, e))?;
+        Ok(SqliteCoordStore {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path: Some(path),
+                backend,
+            }),
+            item_limit: DEFAULT_ITEM_LIMIT,
+            retention: None,
+        })
+    }
+
     /// A private in-memory database (one connection), for tests.
     pub fn in_memory(cloud: &str) -> Result<Self> {
         let backend = backend_name(cloud);
@@ -135,6 +190,7 @@ impl SqliteCoordStore {
             }
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.execute_batch(SCHEMA)?;
+            migrate(&conn)?;
             Ok(())
         };
         setup().map_err(|e| map_err(&backend, "open", &target, e))?;
@@ -145,7 +201,32 @@ impl SqliteCoordStore {
                 backend,
             }),
             item_limit: DEFAULT_ITEM_LIMIT,
+            retention: Some(joint_shim::caps::DEFAULT_RETENTION),
         })
+    }
+
+    /// Keep items and joins for `retention` after their last write (`None`: until deleted). The
+    /// default is [`joint_shim::caps::DEFAULT_RETENTION`]. Expired entries are deleted by
+    /// [`SqliteCoordStore::purge_expired`].
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Delete every item and join whose last write is older than the retention, as of `now_ms`
+    /// (Unix milliseconds); returns how many were deleted. Nothing without a retention.
+    pub async fn purge_expired_at(&self, now_ms: i64) -> Result<u64> {
+        let Some(r) = self.retention else {
+            return Ok(0);
+        };
+        let cutoff = now_ms.saturating_sub(i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
+        self.run("purge_expired", "", move |conn| purge(conn, cutoff))
+            .await
+    }
+
+    /// [`SqliteCoordStore::purge_expired_at`] now.
+    pub async fn purge_expired(&self) -> Result<u64> {
+        self.purge_expired_at(now_ms()).await
     }
 
     /// Set the largest item value in bytes (default [`DEFAULT_ITEM_LIMIT`]); larger values
@@ -203,6 +284,13 @@ impl SqliteCoordStore {
             )),
         }
     }
+}
+
+/// Escape a path for a `file:` URI (`%`, `?` and `#` would end or change it).
+fn percent_path(p: &str) -> String {
+    p.replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
 }
 
 fn backend_name(cloud: &str) -> String {
@@ -275,6 +363,53 @@ fn prefix_clause(col: &str, prefix: &str) -> (String, Vec<String>) {
     }
 }
 
+/// Add the columns later versions write to a file made by an earlier one; rows written before
+/// count as written now, so an upgrade never expires anything early.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |table: &str, col: &str| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        for n in names {
+            if n? == col {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    for table in ["items", "join_heads"] {
+        if !has(table, "updated_ms")? {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN updated_ms INTEGER"
+            ))?;
+            conn.execute(
+                &format!("UPDATE {table} SET updated_ms = ?1 WHERE updated_ms IS NULL"),
+                params![now_ms()],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Delete items and joins last written before `cutoff` (Unix ms), in one transaction.
+fn purge(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "DELETE FROM invoked WHERE key IN (SELECT key FROM items WHERE updated_ms < ?1)",
+        params![cutoff],
+    )?;
+    let items = tx.execute("DELETE FROM items WHERE updated_ms < ?1", params![cutoff])?;
+    tx.execute(
+        "DELETE FROM joins WHERE key IN (SELECT key FROM join_heads WHERE updated_ms < ?1)",
+        params![cutoff],
+    )?;
+    let heads = tx.execute(
+        "DELETE FROM join_heads WHERE updated_ms < ?1",
+        params![cutoff],
+    )?;
+    tx.commit()?;
+    Ok((items + heads) as u64)
+}
+
 fn read_invoked(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<BTreeSet<String>> {
     let mut stmt = tx.prepare_cached("SELECT name FROM invoked WHERE key = ?1")?;
     let rows = stmt.query_map(params![key], |r| r.get::<_, String>(0))?;
@@ -302,6 +437,7 @@ impl CoordStore for SqliteCoordStore {
             item_limit: self.item_limit,
             atomic_join: true,
             consistent_read: true,
+            retention: self.retention,
         }
     }
 
@@ -312,7 +448,7 @@ impl CoordStore for SqliteCoordStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let inserted = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO items (key, value, created_ms) VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO items (key, value, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
                 )?
                 .execute(params![k, value.as_ref(), now_ms()])?;
             let out = if inserted == 1 {
@@ -363,6 +499,8 @@ impl CoordStore for SqliteCoordStore {
                         ins.execute(params![k, n])?;
                     }
                 }
+                tx.prepare_cached("UPDATE items SET updated_ms = ?2 WHERE key = ?1")?
+                    .execute(params![k, now_ms()])?;
                 let set = read_invoked(&tx, &k)?;
                 tx.commit()?;
                 Ok(Some(set))
@@ -410,10 +548,10 @@ impl CoordStore for SqliteCoordStore {
                 )?
                 .execute(params![k, m, value.as_ref(), next])?;
                 tx.prepare_cached(
-                    "INSERT INTO join_heads (key, count) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET count = excluded.count",
+                    "INSERT INTO join_heads (key, count, updated_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(key) DO UPDATE SET count = excluded.count, updated_ms = excluded.updated_ms",
                 )?
-                .execute(params![k, next])?;
+                .execute(params![k, next, now_ms()])?;
                 next
             } else {
                 count

@@ -2,20 +2,22 @@
 //!
 //! For every generated workflow (using Sequence, Parallel, Choice, Map with and without a
 //! concurrency bound, FanIn, Cycle and ByRedundant, nested) and every fault schedule (crashes at
-//! every protocol point, duplicate deliveries, lost attempts, events lost for good (recovered by
-//! resuming the run from its stores), throttling):
+//! every protocol point, duplicate deliveries — after the first, racing it, and late, after the
+//! run ended —, lost attempts, events lost for good (recovered by resuming the run from its
+//! stores), throttling), under the local runner's GC and under the deployed one (retention):
 //! - the run completes with the same output as the fault-free run;
-//! - every instance has exactly one committed output (one winning create);
-//! - without crashes, no user function runs twice for one instance (eager policy);
-//! - after GC nothing of the run is left in any store.
+//! - every instance has exactly one committed output, counted from the stores' answers;
+//! - without crashes and racing copies, no user function runs twice for one instance (eager);
+//! - nothing of the run is left in any store after GC, or after the retention under the
+//!   deployed policy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use joint_core::workflow::Workflow;
-use joint_shim::layers::Chaos;
+use joint_shim::layers::{Chaos, CommitLedger};
 use joint_shim::observe::{ObsEvent, Observer};
-use joint_shim::{Handlers, fn_error, handler_fn};
+use joint_shim::{GcPolicy, Handlers, fn_error, handler_fn};
 use joint_shim_local::runner::{RunOptions, run_local};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -269,24 +271,13 @@ fn handlers(tally: Arc<Tally>) -> Handlers {
 
 #[derive(Default)]
 struct Events {
-    committed: Mutex<BTreeMap<String, (u32, u32)>>,
     crashes: Mutex<u32>,
 }
 
 impl Observer for Events {
     fn event(&self, e: &ObsEvent) {
-        match e {
-            ObsEvent::Committed { instance, won, .. } => {
-                let mut c = self.committed.lock().unwrap();
-                let entry = c.entry(instance.clone()).or_default();
-                if *won {
-                    entry.0 += 1;
-                } else {
-                    entry.1 += 1;
-                }
-            }
-            ObsEvent::Crash { .. } => *self.crashes.lock().unwrap() += 1,
-            _ => {}
+        if let ObsEvent::Crash { .. } = e {
+            *self.crashes.lock().unwrap() += 1;
         }
     }
 }
@@ -294,45 +285,73 @@ impl Observer for Events {
 struct Outcome {
     output: Value,
     events: Arc<Events>,
+    /// What the coordination stores answered to every create.
+    ledger: CommitLedger,
     tally: Arc<Tally>,
     leftover: u64,
 }
 
-async fn run(w: Arc<Workflow>, chaos: Chaos, run_id: &str) -> Outcome {
+impl Outcome {
+    /// Instance keys committed at least once.
+    fn instances(&self, run_id: &str) -> Vec<String> {
+        self.ledger
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(&format!("{run_id}/")))
+            .collect()
+    }
+}
+
+async fn run(w: Arc<Workflow>, chaos: Chaos, run_id: &str, gc: GcPolicy) -> Outcome {
     let tally = Arc::new(Tally::default());
     let events = Arc::new(Events::default());
+    let ledger = CommitLedger::new();
     let dir = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         run_id: Some(run_id.to_string()),
         input: json!({"seed": run_id}),
         state_dir: Some(dir.path().to_path_buf()),
         chaos,
+        faas: Some(joint_shim_local::LocalFaasConfig {
+            late_delay: std::time::Duration::from_millis(60),
+            ..Default::default()
+        }),
         observer: Some(events.clone() as Arc<dyn Observer>),
         timeout: Some(std::time::Duration::from_secs(120)),
+        gc: Some(gc),
+        ledger: Some(ledger.clone()),
         ..RunOptions::default()
     };
     let report = run_local(w.clone(), handlers(tally.clone()), opts)
         .await
         .unwrap_or_else(|e| panic!("run {run_id} with {chaos:?} did not complete: {e}"));
     assert_eq!(report.status, "succeeded", "{report:?}");
-    // After GC nothing of the run is left: deleting its prefix again finds nothing.
+    // Nothing of the run is left after GC or, under the deployed policy, once the retention
+    // has passed: deleting its prefix again finds nothing.
     let clouds = joint_shim_local::LocalCloudsBuilder::new()
         .state_dir(dir.path())
         .clouds(w.clouds.iter().cloned())
         .build()
         .unwrap();
+    if gc == GcPolicy::Retain {
+        let later = std::time::SystemTime::now()
+            + joint_shim::caps::DEFAULT_RETENTION
+            + std::time::Duration::from_secs(1);
+        clouds.purge_expired_at(later).await.unwrap();
+    }
     let leftover = joint_shim::runtime::gc_run(&clouds.clouds, run_id, false)
         .await
         .unwrap();
     Outcome {
         output: report.output.unwrap_or(Value::Null),
         events,
+        ledger,
         tally,
         leftover,
     }
 }
 
-fn check(seed: u64, chaos: Chaos) {
+fn check(seed: u64, chaos: Chaos, deployed_gc: bool) {
     let (w, text) = generate(seed);
     let w = Arc::new(w);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -341,9 +360,14 @@ fn check(seed: u64, chaos: Chaos) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let clean = run(w.clone(), Chaos::default(), "clean").await;
-        let faulty = run(w.clone(), chaos, "clean").await;
-        let ctx = || format!("seed {seed}, {chaos:?}\n{text}");
+        let clean = run(w.clone(), Chaos::default(), "clean", GcPolicy::WhenQuiet).await;
+        let gc = if deployed_gc {
+            GcPolicy::Retain
+        } else {
+            GcPolicy::WhenQuiet
+        };
+        let faulty = run(w.clone(), chaos, "clean", gc).await;
+        let ctx = || format!("seed {seed}, {chaos:?}, {gc:?}\n{text}");
         assert_eq!(
             faulty.output,
             clean.output,
@@ -352,32 +376,16 @@ fn check(seed: u64, chaos: Chaos) {
         );
         for o in [&clean, &faulty] {
             assert_eq!(o.leftover, 0, "nothing left after GC: {}", ctx());
-            for (instance, (won, _lost)) in o.events.committed.lock().unwrap().iter() {
-                assert_eq!(
-                    *won,
-                    1,
-                    "{instance} must have exactly one committed output: {}",
-                    ctx()
-                );
-            }
+            let doubles = o.ledger.doubles();
+            assert!(
+                doubles.is_empty(),
+                "exactly one committed output per instance, the stores answered {doubles:?}: {}",
+                ctx()
+            );
         }
         // Every instance of the clean run committed in the faulty run too.
-        let clean_set: Vec<_> = clean
-            .events
-            .committed
-            .lock()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        let faulty_set: Vec<_> = faulty
-            .events
-            .committed
-            .lock()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
+        let clean_set = clean.instances("clean");
+        let faulty_set = faulty.instances("clean");
         if chaos.lose > 0.0 {
             // A k-of-n join finishes without the branches it does not need; when such a
             // branch's event is lost for good, nothing re-drives it (the run is finished).
@@ -396,8 +404,9 @@ fn check(seed: u64, chaos: Chaos) {
             .filter(|s| s.checkpoint == joint_core::subgraph::CheckpointPolicy::Eager)
             .map(|s| s.name.clone())
             .collect();
-        for o in [&clean, &faulty] {
-            if *o.events.crashes.lock().unwrap() > 0 {
+        for (o, racing) in [(&clean, false), (&faulty, chaos.concurrent > 0.0)] {
+            // Racing copies may both run the function before one of them commits.
+            if *o.events.crashes.lock().unwrap() > 0 || racing {
                 continue;
             }
             for (instance, n) in o.tally.runs.lock().unwrap().iter() {
@@ -442,11 +451,18 @@ proptest! {
         chaos_seed in any::<u64>(),
         crash in prop_oneof![Just(0.0), 0.02f64..0.15],
         dup in prop_oneof![Just(0.0), 0.05f64..0.4],
+        concurrent in prop_oneof![Just(0.0), 0.05f64..0.4],
+        late in prop_oneof![Just(0.0), 0.05f64..0.4],
+        deployed_gc in any::<bool>(),
         drop in prop_oneof![Just(0.0), 0.05f64..0.3],
         throttle in prop_oneof![Just(0.0), 0.05f64..0.3],
         lose in prop_oneof![Just(0.0), 0.05f64..0.3],
     ) {
-        check(seed, Chaos { seed: chaos_seed, crash, dup, drop, throttle, lose });
+        check(
+            seed,
+            Chaos { seed: chaos_seed, crash, dup, concurrent, late, drop, throttle, lose },
+            deployed_gc,
+        );
     }
 }
 

@@ -186,7 +186,7 @@ async fn run_split(w: Workflow, input: Value, counts: &OpCounts) -> (Value, Tabl
     }
     all.insert(cloud);
     let cfg = RuntimeConfig {
-        gc: GcPolicy::Never,
+        gc: GcPolicy::Retain,
         ..RuntimeConfig::default()
     };
     let remote_rt = Runtime::new(
@@ -195,7 +195,8 @@ async fn run_split(w: Workflow, input: Value, counts: &OpCounts) -> (Value, Tabl
         joint_examples::builtin_handlers(),
         cfg,
         None,
-    );
+    )
+    .expect("runtime");
     s.local.attach(Arc::new(remote_rt) as Arc<dyn Deliver>);
     let run = format!("r{}", uuid_like());
     dep.runtime.start(&run, input).await.expect("start");

@@ -24,10 +24,16 @@ pub const API_VERSION: &str = "2023-03-30";
 pub const ASYNC_PAYLOAD_LIMIT: u64 = 128 * 1024;
 /// Sync payload limit of FC 3.0 (32 MB).
 pub const SYNC_PAYLOAD_LIMIT: u64 = 32 * 1024 * 1024;
+/// How long after accepting an asynchronous event FC may still deliver it, by default: the
+/// longest `maxAsyncEventAgeInSeconds` an async-invoke configuration allows (604800 s, 7 days;
+/// the default is 1 day) plus a day for the last attempt to run. Lower it with
+/// `redelivery_window_seconds` when the functions' async configuration is shorter.
+pub const DEFAULT_REDELIVERY_WINDOW: Duration = Duration::from_secs(8 * 24 * 3600);
 
 /// Builds an [`FcFaas`]. Keys for [`FcFaasBuilder::with_config`]: `region`, `account_id`,
 /// `endpoint`, `qualifier`, `async_payload_limit`, `timeout_ms`, `throttle_retries`,
-/// `max_retry_after_ms`, `access_key_id`, `access_key_secret`, `security_token`.
+/// `max_retry_after_ms`, `redelivery_window_seconds`, `access_key_id`, `access_key_secret`,
+/// `security_token`.
 #[derive(Debug, Clone, Default)]
 pub struct FcFaasBuilder {
     cloud: Option<String>,
@@ -40,6 +46,7 @@ pub struct FcFaasBuilder {
     timeout: Option<Duration>,
     throttle_retries: Option<u32>,
     max_retry_after: Option<Duration>,
+    redelivery_window: Option<Duration>,
     settings: BTreeMap<String, String>,
 }
 
@@ -133,6 +140,9 @@ impl FcFaasBuilder {
                 "max_retry_after_ms" => {
                     self.max_retry_after = Some(Duration::from_millis(num(&v)?))
                 }
+                "redelivery_window_seconds" => {
+                    self.redelivery_window = Some(Duration::from_secs(num(&v)?))
+                }
                 "access_key_id" => id = Some(v),
                 "access_key_secret" => secret = Some(v),
                 "security_token" => token = Some(v),
@@ -174,6 +184,7 @@ impl FcFaasBuilder {
             async_limit: self.async_payload_limit.unwrap_or(ASYNC_PAYLOAD_LIMIT),
             throttle_retries: self.throttle_retries.unwrap_or(2),
             max_retry_after: self.max_retry_after.unwrap_or(Duration::from_secs(5)),
+            redelivery_window: self.redelivery_window.unwrap_or(DEFAULT_REDELIVERY_WINDOW),
         })
     }
 }
@@ -190,6 +201,7 @@ pub struct FcFaas {
     async_limit: u64,
     throttle_retries: u32,
     max_retry_after: Duration,
+    redelivery_window: Duration,
 }
 
 impl std::fmt::Debug for FcFaas {
@@ -374,6 +386,7 @@ impl Faas for FcFaas {
         FaasCapabilities {
             async_payload_limit: self.async_limit,
             sync_payload_limit: SYNC_PAYLOAD_LIMIT,
+            redelivery_window: self.redelivery_window,
         }
     }
 

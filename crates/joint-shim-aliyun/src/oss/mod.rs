@@ -280,6 +280,8 @@ impl BlobStore for OssBlobStore {
         BlobCapabilities {
             create_only: true,
             max_object: 5 * 1024 * 1024 * 1024,
+            // Objects are kept until deleted unless the bucket has a lifecycle rule (ADR 0009).
+            retention: None,
         }
     }
 

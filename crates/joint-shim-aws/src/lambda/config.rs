@@ -118,5 +118,5 @@ pub async fn build_runtime(cfg: &LambdaConfig, handlers: Handlers) -> Result<Run
         handlers,
         RuntimeConfig::from_env()?,
         None,
-    ))
+    )?)
 }

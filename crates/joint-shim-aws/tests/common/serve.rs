@@ -3,90 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use joint_core::machine::{JoinState, StoredItem};
-use joint_shim::layers::{Chaos, Counted, OpCounts};
-use joint_shim::{
-    Cloud, Clouds, CoordStore, Created, Deliver, GcPolicy, Result, Runtime, RuntimeConfig,
-    StoreCapabilities,
-};
+use joint_shim::layers::{Chaos, CommitLedger, Counted, OpCounts};
+use joint_shim::{Cloud, Clouds, CoordStore, Deliver, GcPolicy, Runtime, RuntimeConfig};
 use joint_shim_aws::AwsBuilder;
 use joint_shim_local::serve::{ServeState, Served, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder, LocalFaasConfig};
 use serde_json::Value;
-
-/// Records every key whose create returned `New`, to check "exactly one committed output per
-/// instance" under faults. An exact-key `delete` takes that commit back.
-#[derive(Debug, Clone)]
-pub struct CommitLog<T> {
-    inner: T,
-    pub news: Arc<Mutex<BTreeMap<String, u32>>>,
-}
-
-#[async_trait]
-impl<T: CoordStore> CoordStore for CommitLog<T> {
-    fn capabilities(&self) -> StoreCapabilities {
-        self.inner.capabilities()
-    }
-    async fn create(&self, key: &str, value: Bytes) -> Result<Created> {
-        let r = self.inner.create(key, value).await?;
-        if r == Created::New {
-            *self
-                .news
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key.to_string())
-                .or_default() += 1;
-        }
-        Ok(r)
-    }
-    async fn get(&self, key: &str) -> Result<Option<StoredItem>> {
-        self.inner.get(key).await
-    }
-    async fn add_invoked(
-        &self,
-        key: &str,
-        names: &[String],
-    ) -> Result<std::collections::BTreeSet<String>> {
-        self.inner.add_invoked(key, names).await
-    }
-    async fn join(
-        &self,
-        key: &str,
-        member: &str,
-        value: Bytes,
-        capacity: u32,
-        complete_at: u32,
-    ) -> Result<JoinState> {
-        self.inner
-            .join(key, member, value, capacity, complete_at)
-            .await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        self.inner.delete_prefix(prefix).await
-    }
-    /// A deleted key's commit is gone: a later `New` for it counts as its one commit again.
-    async fn delete(&self, key: &str) -> Result<bool> {
-        let deleted = self.inner.delete(key).await?;
-        if deleted {
-            let mut news = self.news.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = news.get_mut(key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    news.remove(key);
-                }
-            }
-        }
-        Ok(deleted)
-    }
-}
 
 /// A running deployment.
 pub struct ServeDeployment {
@@ -94,7 +19,8 @@ pub struct ServeDeployment {
     pub local: LocalClouds,
     /// Operation counts per cloud (coordination store, blob store and Lambda invocations).
     pub counts: BTreeMap<String, OpCounts>,
-    pub news: Arc<Mutex<BTreeMap<String, u32>>>,
+    /// What the coordination stores answered to every create.
+    pub ledger: CommitLedger,
     /// Times a run stalled on lost events and was resumed.
     pub resumes: Arc<std::sync::atomic::AtomicU32>,
     /// The Lambda endpoint; stops serving when dropped.
@@ -115,7 +41,7 @@ pub async fn deploy(
 ) -> ServeDeployment {
     let addr = free_addr();
     let lambda_url = format!("http://{addr}");
-    let news = Arc::new(Mutex::new(BTreeMap::new()));
+    let ledger = CommitLedger::new();
     let mut clouds = Clouds::new();
     let mut counts = BTreeMap::new();
     for name in &workflow.clouds {
@@ -136,13 +62,7 @@ pub async fn deploy(
         clouds.insert(Cloud {
             name: name.clone(),
             faas: Arc::new(Counted::new(faas, c.clone())),
-            coord: Arc::new(Counted::new(
-                CommitLog {
-                    inner: stores.coord,
-                    news: news.clone(),
-                },
-                c.clone(),
-            )),
+            coord: Arc::new(Counted::new(ledger.watch(stores.coord), c.clone())),
             blob: Arc::new(Counted::new(stores.blob, c.clone())),
         });
         counts.insert(name.clone(), c);
@@ -164,7 +84,7 @@ pub async fn deploy(
         .expect("local clouds");
     let cfg = RuntimeConfig {
         chaos,
-        gc: GcPolicy::Deferred,
+        gc: GcPolicy::WhenQuiet,
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(
@@ -173,7 +93,8 @@ pub async fn deploy(
         joint_examples::builtin_handlers(),
         cfg,
         None,
-    );
+    )
+    .expect("runtime");
     local.attach(Arc::new(runtime.clone()) as Arc<dyn Deliver>);
     let state = Arc::new(ServeState {
         runtime: Some(runtime.clone()),
@@ -187,7 +108,7 @@ pub async fn deploy(
         runtime,
         local,
         counts,
-        news,
+        ledger,
         resumes: Arc::default(),
         _served: served,
     }

@@ -23,8 +23,14 @@ pub struct Chaos {
     pub seed: u64,
     /// Crash at a protocol point (before or after each action of an instance).
     pub crash: f64,
-    /// Deliver an async event twice.
+    /// Deliver an async event a second time, after its first execution finished.
     pub dup: f64,
+    /// Deliver an async event two to four times at once, the copies racing each other (what a
+    /// platform queue does when a delivery's visibility lapses while it still runs).
+    pub concurrent: f64,
+    /// Deliver an async event once more, long after the first delivery (the queue's `late
+    /// delay`): typically after the run ended, as Lambda and FC do hours later.
+    pub late: f64,
     /// Lose a delivery attempt (the queue redelivers it after its visibility timeout).
     pub drop: f64,
     /// Refuse an invocation with a throttling error.
@@ -49,7 +55,8 @@ impl std::error::Error for ChaosParseError {}
 impl std::str::FromStr for Chaos {
     type Err = ChaosParseError;
 
-    /// `seed=N,crash=P,dup=P,drop=P,throttle=P,lose=P` (any subset, any order).
+    /// `seed=N,crash=P,dup=P,concurrent=P,late=P,drop=P,throttle=P,lose=P` (any subset, any
+    /// order).
     fn from_str(s: &str) -> std::result::Result<Self, ChaosParseError> {
         let mut c = Chaos::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -75,12 +82,14 @@ impl std::str::FromStr for Chaos {
                 }
                 "crash" => c.crash = prob(v)?,
                 "dup" => c.dup = prob(v)?,
+                "concurrent" => c.concurrent = prob(v)?,
+                "late" => c.late = prob(v)?,
                 "drop" => c.drop = prob(v)?,
                 "throttle" => c.throttle = prob(v)?,
                 "lose" => c.lose = prob(v)?,
                 other => {
                     return Err(ChaosParseError(format!(
-                        "unknown key '{other}' (known: seed, crash, dup, drop, throttle, lose)"
+                        "unknown key '{other}' (known: seed, crash, dup, concurrent, late, drop, throttle, lose)"
                     )));
                 }
             }
@@ -94,6 +103,8 @@ impl Chaos {
     pub fn is_active(&self) -> bool {
         self.crash > 0.0
             || self.dup > 0.0
+            || self.concurrent > 0.0
+            || self.late > 0.0
             || self.drop > 0.0
             || self.throttle > 0.0
             || self.lose > 0.0

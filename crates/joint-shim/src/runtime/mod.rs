@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use joint_core::envelope::{
     BlobRef, DEFAULT_MAX_ENVELOPE, ENVELOPE_VERSION, Envelope, Input, OutputRecord, RunRecord,
+    RunStart,
 };
 use joint_core::machine::{self, Action, Answer, FnError, Machine, Outcome, Ref};
 use joint_core::naming;
@@ -33,16 +34,23 @@ pub use resume::{
     ResumeOptions, ResumeOutcome, ResumeReport, SweepReport, is_sweep_event, run_version,
 };
 
-/// What to do when a run ends.
+/// What happens to a run's working state (its checkpoints, joins and spilled blobs) when the
+/// run ends (ADR 0009).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GcPolicy {
-    /// The instance that ends the run deletes the run's prefix on every cloud.
+    /// Nothing is deleted when the run ends: every store deletes what it holds once its retention
+    /// has passed since the last write (DynamoDB and Tablestore TTL, S3/OSS lifecycle rules, the
+    /// local stores' expiry). The platform may deliver a duplicate of any event of the run long
+    /// after the run ended (Lambda up to 6 hours, FC up to 7 days); it must still find the
+    /// instance's checkpoint, or it would commit and run the instance again. The only safe
+    /// choice for deployed functions, and the default. `joint gc` deletes a run by hand.
     #[default]
-    Immediate,
-    /// Queue it; the host calls [`Runtime::run_deferred_gc`] when it is quiet.
-    Deferred,
-    /// Keep everything (debugging); `joint gc` deletes it later.
-    Never,
+    Retain,
+    /// The host deletes the run's working state once it knows that no event of the run can
+    /// arrive any more: the ending instance queues the deletion and the host calls
+    /// [`Runtime::run_deferred_gc`] when its queues hold nothing of the run. Only for hosts that
+    /// see every queue of every cloud the run uses (`joint run` on local clouds).
+    WhenQuiet,
 }
 
 /// Runtime settings.
@@ -106,7 +114,7 @@ impl Default for RuntimeConfig {
             fetch_concurrency: 32,
             machine: machine::Config::default(),
             invoke: InvokeConfig::default(),
-            gc: GcPolicy::Immediate,
+            gc: GcPolicy::Retain,
             chaos: Chaos::default(),
             latency: LatencyProfile::default(),
             keyring: None,
@@ -215,15 +223,21 @@ pub struct InstanceStatus {
 
 impl Runtime {
     /// A runtime for `workflow` over `clouds`, running user functions from `handlers`.
+    ///
+    /// Fails when a cloud of the workflow is missing, or when a store would delete what it holds
+    /// sooner than a platform may still redeliver an event (its retention is shorter than some
+    /// cloud's redelivery window): a duplicate arriving after that would commit its instance a
+    /// second time (ADR 0009).
     pub fn new(
         workflow: Arc<Workflow>,
         clouds: Clouds,
         handlers: Handlers,
         cfg: RuntimeConfig,
         observer: Option<Arc<dyn Observer>>,
-    ) -> Self {
+    ) -> Result<Self> {
+        check_retention(&clouds)?;
         let invoker = Invoker::new(&clouds, &cfg.invoke);
-        Runtime {
+        Ok(Runtime {
             inner: Arc::new(Inner {
                 workflow,
                 clouds,
@@ -233,7 +247,7 @@ impl Runtime {
                 observer,
                 deferred: Mutex::new(Vec::new()),
             }),
-        }
+        })
     }
 
     /// The workflow.
@@ -296,10 +310,21 @@ impl Runtime {
         Ok(env)
     }
 
-    /// Start run `run_id` with `input`: invoke the start function asynchronously on its cloud
-    /// (failing over like any invocation). Large inputs are stored in the home cloud's blob store.
-    /// Starting the same run id twice is harmless: the start instance deduplicates.
+    /// Start run `run_id` with `input`: write the run's start record, then invoke the start
+    /// function asynchronously on its cloud (failing over like any invocation). Large inputs are
+    /// stored in the home cloud's blob store.
+    ///
+    /// A run id names one run: starting it again with the same workflow version and input is
+    /// harmless (the start is sent again and the start instance deduplicates), anything else
+    /// fails with `AlreadyExists` naming what differs, before anything is invoked.
     pub async fn start(&self, run_id: &str, input: Value) -> Result<()> {
+        self.claim_run_id(run_id, &input).await?;
+        self.send_start(run_id, input).await
+    }
+
+    /// Invoke the start function of run `run_id` with `input`, without writing or checking the
+    /// start record (for a caller that did [`Runtime::claim_run_id`] itself).
+    pub async fn send_start(&self, run_id: &str, input: Value) -> Result<()> {
         let start = self.home()?.clone();
         let cloud = self.inner.clouds.get(&start.faas)?;
         let bytes = serde_json::to_vec(&input).unwrap_or_default();
@@ -338,6 +363,64 @@ impl Runtime {
             .map_err(|(e, _)| e)
     }
 
+    /// Write the start record of `run_id` (create-if-absent in the home cloud's store), or check
+    /// that the existing one is for this workflow version and `input`.
+    pub async fn claim_run_id(&self, run_id: &str, input: &Value) -> Result<()> {
+        if !naming::valid_id(run_id) {
+            return Err(rt_err(
+                ErrorKind::InvalidInput,
+                "start",
+                run_id,
+                "a run id must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')",
+            ));
+        }
+        let wf = &self.inner.workflow;
+        let rec = RunStart {
+            workflow: wf.name.clone(),
+            def_hash: wf.hash.clone(),
+            input_sha256: RunStart::input_hash(input),
+            started_ms: now_ms(),
+        };
+        let home = self.inner.clouds.get(&self.home()?.faas)?;
+        let key = naming::run_start_key(run_id);
+        let bytes = serde_json::to_vec(&rec).unwrap_or_default();
+        match home.coord.create(&key, Bytes::from(bytes)).await? {
+            Created::New => Ok(()),
+            Created::Existing(item) => {
+                let old: RunStart = serde_json::from_slice(&item.value).map_err(|e| {
+                    rt_err(
+                        ErrorKind::InvalidInput,
+                        "start",
+                        &key,
+                        format!("not a start record: {e}"),
+                    )
+                })?;
+                match old.conflict(run_id, &rec.workflow, &rec.def_hash, &rec.input_sha256) {
+                    None => Ok(()),
+                    Some(why) => Err(rt_err(ErrorKind::AlreadyExists, "start", run_id, why)),
+                }
+            }
+        }
+    }
+
+    /// The start record of `run_id`, if it was started through [`Runtime::start`] and the
+    /// record is still kept.
+    pub async fn start_record(&self, run_id: &str) -> Result<Option<RunStart>> {
+        let home = self.inner.clouds.get(&self.home()?.faas)?;
+        let key = naming::run_start_key(run_id);
+        match home.coord.get(&key).await? {
+            None => Ok(None),
+            Some(item) => serde_json::from_slice(&item.value).map(Some).map_err(|e| {
+                rt_err(
+                    ErrorKind::InvalidInput,
+                    "start",
+                    &key,
+                    format!("not a start record: {e}"),
+                )
+            }),
+        }
+    }
+
     /// The run record of `run_id` (home cloud first, then every cloud).
     pub async fn run_record(&self, run_id: &str) -> Result<Option<RunRecord>> {
         let home = self.home()?.faas.clone();
@@ -362,7 +445,7 @@ impl Runtime {
         gc_run(&self.inner.clouds, run_id, record).await
     }
 
-    /// Perform GC queued under [`GcPolicy::Deferred`].
+    /// Perform GC queued under [`GcPolicy::WhenQuiet`].
     pub async fn run_deferred_gc(&self) -> Result<u64> {
         let jobs: Vec<_> = std::mem::take(
             &mut *self
@@ -542,6 +625,7 @@ impl Runtime {
             if deliver {
                 self.crash_check(run, &instance, format!("after:{kind}"), delivery)?;
             }
+            m.set_clock(now_ms());
             action = m
                 .on(answer)
                 .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", &instance, e.to_string()))?;
@@ -579,7 +663,18 @@ impl Runtime {
         m: &Machine<'_>,
         cloud: &str,
     ) -> Result<std::result::Result<Value, FnError>> {
-        let handler = self.inner.handlers.resolve(sub)?;
+        let handler = match self.inner.handlers.resolve(sub) {
+            Ok(h) => h,
+            // A handler that is not registered never will be: the instance fails (and with it
+            // the run, or its catch route) at once instead of being redelivered until the
+            // platform gives up.
+            Err(e) => {
+                return Ok(Err(FnError {
+                    kind: "HandlerNotFound".into(),
+                    message: e.message().to_string(),
+                }));
+            }
+        };
         let env = m.envelope();
         let mut backoff = Duration::from_millis(retry.backoff_ms);
         let attempts = retry.max_attempts.max(1);
@@ -756,16 +851,13 @@ impl Runtime {
             }
             Action::Gc { prefix, clouds: cs } => {
                 match self.inner.cfg.gc {
-                    GcPolicy::Immediate => {
-                        self.gc_prefix(&prefix, &cs).await?;
-                    }
-                    GcPolicy::Deferred => self
+                    GcPolicy::Retain => {}
+                    GcPolicy::WhenQuiet => self
                         .inner
                         .deferred
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push((prefix, cs)),
-                    GcPolicy::Never => {}
                 }
                 Answer::GcDone
             }
@@ -839,6 +931,51 @@ impl Runtime {
             )),
         }
     }
+}
+
+/// Refuse clouds whose stores keep working state for less time than some platform may still
+/// deliver an event (ADR 0009).
+fn check_retention(clouds: &Clouds) -> Result<()> {
+    let Some((faas_cloud, window)) = clouds
+        .iter()
+        .map(|c| (c.name.as_str(), c.faas.capabilities().redelivery_window))
+        .max_by_key(|(_, w)| *w)
+    else {
+        return Ok(());
+    };
+    let fmt = |d: Duration| {
+        let s = d.as_secs();
+        if s >= 3600 && s.is_multiple_of(3600) {
+            format!("{} h", s / 3600)
+        } else {
+            format!("{:.1} s", d.as_secs_f64())
+        }
+    };
+    for c in clouds.iter() {
+        let stores = [
+            ("coordination store", c.coord.capabilities().retention),
+            ("blob store", c.blob.capabilities().retention),
+        ];
+        for (what, retention) in stores {
+            if let Some(r) = retention
+                && r < window
+            {
+                return Err(rt_err(
+                    ErrorKind::InvalidInput,
+                    "retention",
+                    &c.name,
+                    format!(
+                        "the {what} of cloud '{}' keeps what it writes for {} but {faas_cloud}'s FaaS may redeliver an event up to {} after accepting it; a late duplicate would find its checkpoint gone and commit again. Raise the store's retention (TTL) to at least {} or lower the platform's event age and its `redelivery_window_seconds`",
+                        c.name,
+                        fmt(r),
+                        fmt(window),
+                        fmt(window),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The wall clock in Unix milliseconds (0 before 1970).

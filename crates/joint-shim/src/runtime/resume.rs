@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use futures::stream::{self, StreamExt};
-use joint_core::envelope::{Envelope, ItemRecord, OutputRecord};
+use joint_core::envelope::{Envelope, ItemRecord, OutputRecord, RunRecord};
 use joint_core::machine::{self, Machine, Outcome, StoredItem};
 use joint_core::naming;
 use joint_core::subgraph::{Shape, SubGraph};
@@ -173,6 +173,9 @@ impl Runtime {
         match &opts.from {
             None => {
                 if let Some(rec) = &record {
+                    if let Some(r) = self.resume_batch_handoff(run, rec, opts.force).await? {
+                        return Ok(r);
+                    }
                     let ok = matches!(rec.result, OutputRecord::Ok(_));
                     return Ok(ResumeReport::new(run, ResumeOutcome::Finished { ok }));
                 }
@@ -277,8 +280,22 @@ impl Runtime {
         let wf = &self.inner.workflow.name;
         // Run id → whether it is a run of this workflow (decided by its first decodable item).
         let mut runs: BTreeMap<String, bool> = BTreeMap::new();
+        // Finished runs that handed their output to a batch, by the batch's run id.
+        let mut handoffs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for c in self.inner.clouds.iter() {
             for (key, item) in c.coord.list("").await? {
+                if let Some(run) = key
+                    .strip_prefix("_runs/")
+                    .and_then(|k| k.strip_suffix("/record"))
+                {
+                    if let Ok(rec) = serde_json::from_slice::<RunRecord>(&item.value)
+                        && &rec.workflow == wf
+                        && let Some(b) = rec.batched_into
+                    {
+                        handoffs.entry(b).or_default().push(run.to_string());
+                    }
+                    continue;
+                }
                 // Run records and batches start with `_`; other workflows may share the table.
                 let Some((run, _)) = key.split_once('/').filter(|_| !key.starts_with('_')) else {
                     continue;
@@ -291,8 +308,30 @@ impl Runtime {
                 runs.insert(run.to_string(), ours);
             }
         }
-        let runs = runs.into_iter().filter(|(_, ours)| *ours).map(|(r, _)| r);
+        // A contributing run is looked at once, for its batch, below.
+        let contributors: BTreeSet<String> = handoffs.values().flatten().cloned().collect();
+        let runs = runs
+            .into_iter()
+            .filter(|(r, ours)| *ours && !contributors.contains(r))
+            .map(|(r, _)| r);
         let mut report = SweepReport::default();
+        // One contributing run per batch is enough to start it again.
+        for run in handoffs.into_values().filter_map(|g| g.into_iter().next()) {
+            match self.resume(&run, &ResumeOptions::default()).await {
+                Ok(r) => match r.outcome {
+                    ResumeOutcome::Resumed => {
+                        report.runs += 1;
+                        report.resumed.push(r);
+                    }
+                    ResumeOutcome::InProgress { .. } => {
+                        report.runs += 1;
+                        report.in_progress += 1;
+                    }
+                    _ => {}
+                },
+                Err(e) => report.errors.push(format!("{run}: {e}")),
+            }
+        }
         for run in runs {
             match self.resume(&run, &ResumeOptions::default()).await {
                 Ok(r) => match r.outcome {
@@ -310,6 +349,112 @@ impl Runtime {
             }
         }
         Ok(report)
+    }
+
+    /// A run that ended by joining a batch whose own run never started — its start event was
+    /// lost, or the arrival that filled the batch crashed after the join and was never
+    /// redelivered — starts the batch again: the run's last instance is driven once more from
+    /// the output in its run record, re-joins its batch (its member is already there, so nothing
+    /// changes) and, finding the batch complete, invokes the batch run's start (whose instance
+    /// deduplicates). `None` when there is nothing to do: no batch, the batch run exists, or the
+    /// hand-off is younger than the invoke deadline and `force` is not set.
+    async fn resume_batch_handoff(
+        &self,
+        run: &str,
+        rec: &RunRecord,
+        force: bool,
+    ) -> Result<Option<ResumeReport>> {
+        let Some(batch_run) = &rec.batched_into else {
+            return Ok(None);
+        };
+        let OutputRecord::Ok(_) = &rec.result else {
+            return Ok(None);
+        };
+        let wf = &self.inner.workflow;
+        let Some((instance_name, func, step)) = rec
+            .finished_by
+            .split_once('/')
+            .and_then(|(_, name)| naming::parse_instance_name(name).map(|(f, s)| (name, f, s)))
+        else {
+            return Ok(None);
+        };
+        let Some(sub) = wf.sub(func) else {
+            return Ok(None);
+        };
+        if !matches!(sub.shape(), Ok(Shape::ByBatch)) {
+            return Ok(None);
+        }
+        if self.batch_started(batch_run, sub).await? {
+            return Ok(None);
+        }
+        let grace = u64::try_from(self.inner.cfg.invoke_deadline.as_millis()).unwrap_or(u64::MAX);
+        let due = rec.finished_ms.map_or(0, |t| t.saturating_add(grace));
+        let now = now_ms();
+        if !force && due > now {
+            return Ok(Some(ResumeReport::new(
+                run,
+                ResumeOutcome::InProgress { wait_ms: due - now },
+            )));
+        }
+        // The instance that ended the run, rebuilt from its record: a ByBatch edge is never
+        // inside a fork (the validator refuses it), so its branch stack is empty; the batch's
+        // start event carries no loop variables.
+        let env = Envelope {
+            v: joint_core::envelope::ENVELOPE_VERSION,
+            workflow: wf.name.clone(),
+            workflow_id: run.to_string(),
+            function: func.to_string(),
+            step,
+            branch: vec![],
+            vars: BTreeMap::new(),
+            input: joint_core::envelope::Input::Inline(serde_json::Value::Null),
+            home: self.home()?.faas.clone(),
+            def_hash: wf.hash.clone(),
+            trace: None,
+            tag: None,
+        };
+        if env.instance_name() != instance_name {
+            return Ok(None);
+        }
+        let item = StoredItem {
+            value: ItemRecord::new(rec.result.clone(), &env, rec.finished_ms).encode(),
+            invoked: BTreeSet::new(),
+        };
+        let cfg = self.machine_config(sub, &sub.faas)?;
+        let mut m = Machine::new(sub, env, cfg)
+            .map_err(|e| rt_err(ErrorKind::InvalidInput, "resume", run, e.to_string()))?;
+        let first = m
+            .resume(item, &BTreeSet::new())
+            .map_err(|e| rt_err(ErrorKind::InvalidInput, "resume", run, e.to_string()))?;
+        let shared = Redrive {
+            present: BTreeSet::new(),
+            lost: BTreeSet::new(),
+            claimed: Mutex::new(BTreeSet::new()),
+            invoked: Mutex::new(Vec::new()),
+        };
+        let mut report = ResumeReport::new(run, ResumeOutcome::Resumed);
+        match self
+            .drive(&mut m, first, sub, &sub.faas, run, 1, Some(&shared))
+            .await
+        {
+            Ok(_) => report.driven = 1,
+            Err(e) => report.errors.push(format!("{}: {e}", rec.finished_by)),
+        }
+        report.redriven = std::mem::take(&mut *lock(&shared.invoked));
+        Ok(Some(report))
+    }
+
+    /// Whether the run a batch starts exists: its start instance committed, or it has a record.
+    async fn batch_started(&self, batch_run: &str, from: &SubGraph) -> Result<bool> {
+        let Some(target) = from.next.first() else {
+            return Ok(true);
+        };
+        let start = self.inner.clouds.get(&target.faas)?;
+        let start_key = naming::instance_id(batch_run, &target.name, 0, &[]);
+        if start.coord.get(&start_key).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self.run_record(batch_run).await?.is_some())
     }
 
     /// Every committed item of `run` on every cloud, decoded.

@@ -14,8 +14,9 @@ use super::store::DynamoCoordStore;
 /// the invoked set and the other attributes.
 pub const DEFAULT_ITEM_LIMIT: u64 = 400 * 1024 - 16 * 1024;
 
-/// Default lifetime of an item before DynamoDB's TTL deletes it (GC's backstop): 7 days.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default lifetime of an item after its last write before DynamoDB's TTL deletes it: the
+/// retention of a run's working state (ADR 0009), 8 days.
+pub const DEFAULT_TTL: Duration = joint_shim::caps::DEFAULT_RETENTION;
 
 /// Configuration keys of the store (besides the connection keys `region`, `endpoint_url`,
 /// `access_key_id`, `secret_access_key`, `session_token`, `profile`).

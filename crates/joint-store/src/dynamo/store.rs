@@ -136,6 +136,7 @@ impl CoordStore for DynamoCoordStore {
             item_limit: self.item_limit,
             atomic_join: true,
             consistent_read: true,
+            retention: Some(self.ttl),
         }
     }
 
@@ -209,11 +210,15 @@ impl CoordStore for DynamoCoordStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item::key_attrs(key)))
-            .update_expression("ADD #inv :names")
+            // Every write moves the item's expiry: it is kept for the retention after its last
+            // write (ADR 0009). Same request, same write units.
+            .update_expression("ADD #inv :names SET #exp = :exp")
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#inv", INV)
             .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#exp", EXPIRES)
             .expression_attribute_values(":names", AttributeValue::Ss(set))
+            .expression_attribute_values(":exp", self.expires())
             .return_values(ReturnValue::AllNew)
             .send()
             .await;

@@ -10,7 +10,9 @@ use super::store::TablestoreCoordStore;
 
 /// Builds a [`TablestoreCoordStore`]. Keys for [`TablestoreStoreBuilder::with_config`]:
 /// `ots_endpoint` (alias `tablestore_endpoint`), `instance`, `region`, `table`,
-/// `item_limit`, `timeout_ms`, `access_key_id`, `access_key_secret`, `security_token`.
+/// `item_limit`, `timeout_ms`, `ttl_seconds` (the table's time to live as created, `-1` for none;
+/// default 8 days, what `joint aliyun create-table` sets), `access_key_id`,
+/// `access_key_secret`, `security_token`.
 /// Unknown keys are errors naming the key.
 #[derive(Debug, Clone, Default)]
 pub struct TablestoreStoreBuilder {
@@ -20,6 +22,7 @@ pub struct TablestoreStoreBuilder {
     region: Option<String>,
     table: Option<String>,
     item_limit: Option<u64>,
+    ttl: Option<Option<Duration>>,
     timeout: Option<Duration>,
     credential: Option<Credential>,
     settings: BTreeMap<String, String>,
@@ -84,6 +87,12 @@ impl TablestoreStoreBuilder {
                 "table" => self.table = Some(v),
                 "item_limit" => self.item_limit = Some(num(&v)?),
                 "timeout_ms" => self.timeout = Some(Duration::from_millis(num(&v)?)),
+                "ttl_seconds" => {
+                    self.ttl = Some(match v.trim() {
+                        "-1" => None,
+                        t => Some(Duration::from_secs(num(t)?).max(Duration::from_secs(1))),
+                    })
+                }
                 "access_key_id" => id = Some(v),
                 "access_key_secret" => secret = Some(v),
                 "security_token" => token = Some(v),
@@ -118,11 +127,15 @@ impl TablestoreStoreBuilder {
                 super::store::ITEM_LIMIT
             ));
         }
-        Ok(TablestoreCoordStore::new(
+        let store = TablestoreCoordStore::new(
             client,
             self.table.unwrap_or_else(|| "joint".into()),
             &self.cloud.unwrap_or_else(|| "aliyun".into()),
             limit,
-        ))
+        );
+        Ok(match self.ttl {
+            Some(ttl) => store.with_retention(ttl),
+            None => store,
+        })
     }
 }

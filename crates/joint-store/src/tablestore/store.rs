@@ -27,6 +27,7 @@ pub struct TablestoreCoordStore {
     table: String,
     backend: String,
     item_limit: u64,
+    retention: Option<std::time::Duration>,
 }
 
 fn cond(e: RowExistenceExpectation, filter: Option<proto::Filter>) -> proto::Condition {
@@ -37,14 +38,24 @@ fn cond(e: RowExistenceExpectation, filter: Option<proto::Filter>) -> proto::Con
 }
 
 impl TablestoreCoordStore {
-    /// A store on `table` through `client`; `cloud` names it in errors.
+    /// A store on `table` through `client`; `cloud` names it in errors. The table's TTL is taken
+    /// to be [`joint_shim::caps::DEFAULT_RETENTION`] (what `joint aliyun create-table` sets);
+    /// see [`TablestoreCoordStore::with_retention`].
     pub fn new(client: OtsClient, table: String, cloud: &str, item_limit: u64) -> Self {
         TablestoreCoordStore {
             client,
             table,
             backend: format!("tablestore({cloud})"),
             item_limit,
+            retention: Some(joint_shim::caps::DEFAULT_RETENTION),
         }
+    }
+
+    /// The table's time to live (`None`: rows are kept until deleted). It must be the TTL the
+    /// table was created with: the runtime checks it against the platforms' redelivery windows.
+    pub fn with_retention(mut self, retention: Option<std::time::Duration>) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// A builder.
@@ -219,6 +230,7 @@ impl CoordStore for TablestoreCoordStore {
             item_limit: self.item_limit,
             atomic_join: true,
             consistent_read: true,
+            retention: self.retention,
         }
     }
 
