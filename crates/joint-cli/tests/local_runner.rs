@@ -153,3 +153,110 @@ functions:
         "status wrote to the store"
     );
 }
+
+/// The process running a workflow is killed in the middle (SIGKILL, between two instances): the
+/// events it had accepted are on disk, and the next `joint run` of that run id takes them over
+/// and finishes the run — nobody has to know to run `joint resume`.
+#[test]
+fn a_killed_run_is_finished_by_the_next_process() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mark = dir.path().join("killed-once");
+    let def = write(
+        dir.path(),
+        "kill.yaml",
+        &format!(
+            "workflow: kill
+functions:
+  - {{name: a, handler: inc, next: [{{to: b}}]}}
+  - name: b
+    command: [sh, -c, 'if [ ! -e {m} ]; then touch {m}; kill -9 $PPID; sleep 5; fi; cat']
+    next: [{{to: c}}]
+  - {{name: c, handler: inc}}
+",
+            m = mark.display()
+        ),
+    );
+    let state = dir.path().join("state");
+    let run = |extra: &[&str]| {
+        joint()
+            .args([
+                "run",
+                &def,
+                "--input",
+                "1",
+                "--run-id",
+                "k1",
+                "--json",
+                "--state-dir",
+            ])
+            .arg(&state)
+            .args(extra)
+            .output()
+            .expect("joint")
+    };
+    let first = run(&[]);
+    assert_eq!(
+        first.status.code(),
+        None,
+        "killed by a signal: {}",
+        text(&first)
+    );
+    assert!(mark.exists());
+    let second = run(&[]);
+    assert!(second.status.success(), "{}", text(&second));
+    let v: serde_json::Value =
+        serde_json::from_slice(&second.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&second)));
+    assert_eq!(v["output"], 3, "{v}");
+    assert!(
+        v["queue"]["recovered"].as_u64().unwrap_or(0) >= 1,
+        "the dead process's event was taken over: {v}"
+    );
+}
+
+/// Two processes on one run id: the second waits for the first's events instead of calling
+/// the run stalled, and reports the same result.
+#[test]
+fn a_second_process_on_a_running_run_waits_for_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let def = write(
+        dir.path(),
+        "slow.yaml",
+        "workflow: slow
+functions:
+  - {name: a, handler: inc, next: [{to: b}]}
+  - {name: b, command: [sh, -c, 'sleep 2; cat'], next: [{to: c}]}
+  - {name: c, handler: inc}
+",
+    );
+    let state = dir.path().join("state");
+    let cmd = || {
+        let mut c = joint();
+        c.args([
+            "run",
+            &def,
+            "--input",
+            "1",
+            "--run-id",
+            "two",
+            "--json",
+            "--no-resume",
+            "--state-dir",
+        ])
+        .arg(&state);
+        c
+    };
+    let first = cmd()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("first");
+    // Let the first process reach `b` before the second one starts.
+    std::thread::sleep(Duration::from_millis(700));
+    let second = cmd().output().expect("second");
+    let first = first.wait_with_output().expect("first");
+    for o in [&first, &second] {
+        assert!(o.status.success(), "{}", text(o));
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)));
+        assert_eq!(v["output"], 3, "{v}");
+    }
+}

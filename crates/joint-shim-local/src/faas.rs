@@ -14,6 +14,8 @@ use joint_shim::{Context, Deliver, Error, ErrorKind, FaasCapabilities, Handler, 
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::queue::{self, Durability, DurableQueue};
+
 /// Settings of a local FaaS.
 #[derive(Debug, Clone)]
 pub struct LocalFaasConfig {
@@ -31,6 +33,11 @@ pub struct LocalFaasConfig {
     pub queue_latency: Duration,
     /// How long after the first delivery a `late` duplicate (chaos) arrives.
     pub late_delay: Duration,
+    /// Events older than this when they are due are dead-lettered instead of delivered
+    /// (Lambda's and FC's maximum event age). `None`: kept until delivered. With a durable queue
+    /// this bounds how late a recovered event can arrive, so it must stay below the stores'
+    /// retention (the runtime checks it, ADR 0009). Default 1 day.
+    pub max_event_age: Option<Duration>,
     /// Executions running at once.
     pub concurrency: usize,
     /// Duplicate and drop probabilities (the seed makes them deterministic).
@@ -38,10 +45,11 @@ pub struct LocalFaasConfig {
 }
 
 impl LocalFaasConfig {
-    /// The longest time after an accepted event in which this queue may still deliver it: the
-    /// queueing delay, every redelivery after a failure, a visibility timeout per lost attempt
-    /// and a duplicate's delay. The runtime checks that the stores keep what they write at least
-    /// this long (ADR 0009).
+    /// The longest time after an accepted event in which an in-memory queue may still deliver
+    /// it: the queueing delay, every redelivery after a failure, a visibility timeout per lost
+    /// attempt and a duplicate's delay. (A durable queue may deliver an event as late as its
+    /// maximum event age, when a later process recovers it.) The runtime checks that the stores
+    /// keep what they write at least this long (ADR 0009).
     pub fn redelivery_window(&self) -> Duration {
         let n = self.max_deliveries.max(1);
         let retries: u32 = (1..n).sum();
@@ -63,6 +71,7 @@ impl Default for LocalFaasConfig {
             visibility_timeout: Duration::from_millis(50),
             queue_latency: Duration::ZERO,
             late_delay: Duration::from_millis(500),
+            max_event_age: Some(Duration::from_secs(24 * 3600)),
             concurrency: 256,
             chaos: Chaos::default(),
         }
@@ -99,6 +108,8 @@ pub struct QueueStats {
     pub dead: u64,
     /// Events accepted and then lost for good (chaos `lose`).
     pub lost: u64,
+    /// Events taken over from a process that died (a durable queue only).
+    pub recovered: u64,
     /// Invocations refused with an injected throttling error (chaos `throttle`; counted by the
     /// cloud's fault layer, filled in by [`crate::LocalClouds::queue_stats`]).
     pub throttled: u64,
@@ -113,6 +124,7 @@ struct Stats {
     duplicated: AtomicU64,
     dead: AtomicU64,
     lost: AtomicU64,
+    recovered: AtomicU64,
 }
 
 struct Shared {
@@ -129,6 +141,8 @@ struct Shared {
     dead: Mutex<Vec<DeadLetter>>,
     /// Times each payload (by digest) was accepted: a re-sent event is a new event to lose.
     sent: Mutex<BTreeMap<String, u32>>,
+    /// Where accepted events are kept until delivered (`None`: memory only).
+    durable: Option<DurableQueue>,
 }
 
 /// Whether a delivery is the queue's own (retried on failure) or an extra copy chaos made.
@@ -136,6 +150,27 @@ struct Shared {
 enum Origin {
     Queue,
     Chaos,
+}
+
+/// One delivery of an accepted event.
+#[derive(Debug, Clone)]
+struct Event {
+    function: String,
+    payload: Bytes,
+    /// 1 for the first delivery.
+    delivery: u32,
+    /// Its row in the durable queue, if any.
+    id: Option<i64>,
+    /// When the queue accepted it (Unix ms).
+    accepted_ms: i64,
+    origin: Origin,
+}
+
+/// What became of a delivery, for the durable queue.
+enum Settle<'a> {
+    Done,
+    Retry(u32),
+    Dead(&'a str),
 }
 
 /// The local FaaS of one cloud. Cheap to clone.
@@ -153,8 +188,34 @@ impl std::fmt::Debug for LocalFaas {
 }
 
 impl LocalFaas {
-    /// A FaaS for `cloud`; it delivers nothing until [`LocalFaas::attach`].
+    /// A FaaS for `cloud` whose queue lives in memory; it delivers nothing until
+    /// [`LocalFaas::attach`].
     pub fn new(cloud: &str, cfg: LocalFaasConfig) -> Self {
+        Self::with_queue(cloud, cfg, None)
+    }
+
+    /// A FaaS for `cloud` whose accepted events are kept in the SQLite file `queue` until
+    /// delivered: they survive this process, and the next process that attaches to the same
+    /// file delivers what a dead one left (see the `queue` module docs).
+    pub fn durable(
+        cloud: &str,
+        cfg: LocalFaasConfig,
+        queue: &std::path::Path,
+        durability: Durability,
+    ) -> Result<Self> {
+        let q = DurableQueue::open(queue, durability).map_err(|e| {
+            Error::new(
+                ErrorKind::Other,
+                format!("local-faas({cloud})"),
+                "open",
+                queue.display().to_string(),
+                format!("cannot open the durable queue: {e}"),
+            )
+        })?;
+        Ok(Self::with_queue(cloud, cfg, Some(q)))
+    }
+
+    fn with_queue(cloud: &str, cfg: LocalFaasConfig, durable: Option<DurableQueue>) -> Self {
         let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         LocalFaas {
             shared: Arc::new(Shared {
@@ -170,8 +231,101 @@ impl LocalFaas {
                 stats: Stats::default(),
                 dead: Mutex::new(Vec::new()),
                 sent: Mutex::new(BTreeMap::new()),
+                durable,
             }),
         }
+    }
+
+    /// Whether accepted events are kept on disk.
+    pub fn is_durable(&self) -> bool {
+        self.shared.durable.is_some()
+    }
+
+    /// Events of run `run` in the durable queue, whichever process holds them (0 without one).
+    /// Together with [`LocalFaas::inflight`] it tells whether anything of the run may still be
+    /// delivered.
+    pub async fn pending_for_run(&self, run: &str) -> Result<u64> {
+        let Some(q) = &self.shared.durable else {
+            return Ok(0);
+        };
+        q.pending_for_run(run).await.map_err(|e| {
+            self.err(
+                ErrorKind::Unavailable,
+                "pending",
+                run,
+                format!("reading the durable queue: {e}"),
+            )
+        })
+    }
+
+    /// The dead letters of run `run`: from the durable queue (every process's) when there is
+    /// one, else this process's.
+    pub async fn dead_letters_of(&self, run: &str) -> Result<Vec<DeadLetter>> {
+        let Some(q) = &self.shared.durable else {
+            return Ok(self
+                .dead_letters()
+                .into_iter()
+                .filter(|d| d.run.as_deref() == Some(run))
+                .collect());
+        };
+        let rows = q.dead_letters_of(run).await.map_err(|e| {
+            self.err(
+                ErrorKind::Unavailable,
+                "dead_letters",
+                run,
+                format!("reading the durable queue: {e}"),
+            )
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(function, error, deliveries)| DeadLetter {
+                function,
+                run: Some(run.to_string()),
+                error,
+                deliveries,
+            })
+            .collect())
+    }
+
+    /// Take over the events of processes that died (and renew this process's claims); the
+    /// queue does it when it is attached and then every few seconds. Returns how many were
+    /// taken over.
+    pub async fn recover(&self) -> Result<u64> {
+        let Some(q) = &self.shared.durable else {
+            return Ok(0);
+        };
+        let (Some(rt), Some(hosted)) = (self.shared.deliver.get(), self.shared.hosted.get()) else {
+            return Ok(0);
+        };
+        let claimed = q
+            .renew_and_reclaim(&rt.version(), hosted)
+            .await
+            .map_err(|e| {
+                self.err(
+                    ErrorKind::Unavailable,
+                    "recover",
+                    "",
+                    format!("reading the durable queue: {e}"),
+                )
+            })?;
+        let n = claimed.len() as u64;
+        for c in claimed {
+            self.shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
+            self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(cloud = %self.shared.cloud, function = %c.function, delivery = c.delivery, "recovered an event of a process that is gone");
+            self.schedule(
+                Event {
+                    function: c.function,
+                    payload: Bytes::from(c.payload),
+                    delivery: c.delivery,
+                    id: Some(c.id),
+                    accepted_ms: c.accepted_ms,
+                    origin: Origin::Queue,
+                },
+                Duration::ZERO,
+            );
+        }
+        Ok(n)
     }
 
     /// The cloud.
@@ -184,7 +338,25 @@ impl LocalFaas {
     pub fn attach(&self, runtime: Arc<dyn Deliver>) {
         let hosted: BTreeSet<String> = runtime.hosted(&self.shared.cloud).into_iter().collect();
         let _ = self.shared.hosted.set(hosted);
-        let _ = self.shared.deliver.set(runtime);
+        if self.shared.deliver.set(runtime).is_err() {
+            return;
+        }
+        if self.shared.durable.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+            // Renew this process's claims and take over dead processes' events, now and
+            // every third of a lease, for as long as the FaaS exists.
+            let weak = Arc::downgrade(&self.shared);
+            tokio::spawn(async move {
+                loop {
+                    let Some(shared) = weak.upgrade() else { return };
+                    let me = LocalFaas { shared };
+                    if let Err(e) = me.recover().await {
+                        tracing::warn!(error = %e, "durable queue");
+                    }
+                    drop(me);
+                    tokio::time::sleep(queue::LEASE / 3).await;
+                }
+            });
+        }
     }
 
     /// Host a plain function (not part of a workflow): sync invocations return its output.
@@ -252,6 +424,7 @@ impl LocalFaas {
             duplicated: l(&s.duplicated),
             dead: l(&s.dead),
             lost: l(&s.lost),
+            recovered: l(&s.recovered),
             // Counted by the cloud's fault layer, outside the queue.
             throttled: 0,
         }
@@ -318,29 +491,18 @@ impl LocalFaas {
         Ok(())
     }
 
-    fn schedule(&self, function: String, payload: Bytes, delivery: u32, delay: Duration) {
-        self.schedule_as(function, payload, delivery, delay, Origin::Queue);
-    }
-
-    fn schedule_as(
-        &self,
-        function: String,
-        payload: Bytes,
-        delivery: u32,
-        delay: Duration,
-        origin: Origin,
-    ) {
+    fn schedule(&self, ev: Event, delay: Duration) {
         let me = self.clone();
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            me.execute(function, payload, delivery, origin).await;
+            me.execute(ev).await;
         });
     }
 
     /// Chaos `concurrent` and `late`: extra copies of a first delivery, racing it or long after.
-    fn extra_copies(&self, function: &str, payload: &Bytes, digest: &str) {
+    fn extra_copies(&self, ev: &Event, digest: &str) {
         let sh = &self.shared;
         let chaos = sh.cfg.chaos;
         let mut copies = Vec::new();
@@ -354,13 +516,12 @@ impl LocalFaas {
         for delay in copies {
             sh.stats.duplicated.fetch_add(1, Ordering::Relaxed);
             sh.inflight.fetch_add(1, Ordering::SeqCst);
-            self.schedule_as(
-                function.to_string(),
-                payload.clone(),
-                1,
-                delay,
-                Origin::Chaos,
-            );
+            let copy = Event {
+                id: None,
+                origin: Origin::Chaos,
+                ..ev.clone()
+            };
+            self.schedule(copy, delay);
         }
     }
 
@@ -370,45 +531,87 @@ impl LocalFaas {
         }
     }
 
-    async fn execute(&self, function: String, payload: Bytes, delivery: u32, origin: Origin) {
+    /// Record in the durable queue what became of a delivery (nothing without one). A failure
+    /// to record is logged: at worst the event is delivered once more after a restart, which
+    /// the protocol absorbs.
+    async fn settle(&self, ev: &Event, what: Settle<'_>) {
+        let (Some(q), Some(id)) = (&self.shared.durable, ev.id) else {
+            return;
+        };
+        let r = match what {
+            Settle::Done => q.done(id).await,
+            Settle::Retry(delivery) => q.retry(id, delivery).await,
+            Settle::Dead(error) => {
+                q.dead(
+                    id,
+                    &ev.function,
+                    run_of(&ev.payload).as_deref(),
+                    error,
+                    ev.delivery,
+                )
+                .await
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!(cloud = %self.shared.cloud, queue = %q.path().display(), error = %e, "cannot record a delivery in the durable queue");
+        }
+    }
+
+    async fn execute(&self, mut ev: Event) {
         let sh = &self.shared;
-        let digest = hex::encode(Sha256::digest(&payload));
-        if origin == Origin::Chaos {
+        let digest = hex::encode(Sha256::digest(&ev.payload));
+        if ev.origin == Origin::Chaos {
             // A duplicate the platform made: it runs once and its failure is nobody's business
             // (the original is retried as usual).
             if let Ok(_permit) = sh.permits.clone().acquire_owned().await {
                 sh.stats.deliveries.fetch_add(1, Ordering::Relaxed);
                 if let Some(rt) = sh.deliver.get() {
-                    let _ = rt.deliver(&sh.cloud, payload, delivery).await;
+                    let _ = rt.deliver(&sh.cloud, ev.payload, ev.delivery).await;
                 }
             }
             self.finish_one();
             return;
         }
         let chaos = sh.cfg.chaos;
-        let d = delivery.to_string();
+        let d = ev.delivery.to_string();
         let nth = || {
             let mut sent = sh.sent.lock().unwrap_or_else(|p| p.into_inner());
             let n = sent.entry(digest.clone()).or_default();
             *n += 1;
             n.to_string()
         };
-        if delivery == 1
+        if ev.delivery == 1
             && chaos.lose > 0.0
             && chaos.fires(chaos.lose, &["lose", &sh.cloud, &digest, &nth()])
         {
             // Accepted, then gone: no execution, no error, no redelivery.
             sh.stats.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(cloud = %sh.cloud, %function, "event lost");
+            tracing::debug!(cloud = %sh.cloud, function = %ev.function, "event lost");
+            self.settle(&ev, Settle::Done).await;
             self.finish_one();
             return;
         }
-        if delivery == 1 {
-            self.extra_copies(&function, &payload, &digest);
+        if let Some(age) = sh.cfg.max_event_age
+            && queue::now_ms().saturating_sub(ev.accepted_ms)
+                > i64::try_from(age.as_millis()).unwrap_or(i64::MAX)
+        {
+            // Older than the queue keeps events: dropped to the dead letters, as Lambda and FC
+            // drop events older than their maximum event age.
+            let e = format!(
+                "the event is older than the queue's maximum event age ({} s) and was dropped",
+                age.as_secs()
+            );
+            self.dead_letter(&ev, e).await;
+            return;
+        }
+        if ev.delivery == 1 {
+            self.extra_copies(&ev, &digest);
         }
         if chaos.fires(chaos.drop, &["drop", &sh.cloud, &digest, &d]) {
             sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            self.schedule(function, payload, delivery + 1, sh.cfg.visibility_timeout);
+            ev.delivery += 1;
+            self.settle(&ev, Settle::Retry(ev.delivery)).await;
+            self.schedule(ev, sh.cfg.visibility_timeout);
             return;
         }
         let result = {
@@ -417,13 +620,13 @@ impl LocalFaas {
                 return;
             };
             sh.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-            if let Some(h) = self.raw(&function) {
-                run_raw(&h, &function, &sh.cloud, &payload, delivery)
+            if let Some(h) = self.raw(&ev.function) {
+                run_raw(&h, &ev.function, &sh.cloud, &ev.payload, ev.delivery)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             } else if let Some(rt) = sh.deliver.get() {
-                rt.deliver(&sh.cloud, payload.clone(), delivery)
+                rt.deliver(&sh.cloud, ev.payload.clone(), ev.delivery)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
@@ -437,32 +640,56 @@ impl LocalFaas {
                     // The platform delivers the same event again, later.
                     sh.stats.duplicated.fetch_add(1, Ordering::Relaxed);
                     sh.inflight.fetch_add(1, Ordering::SeqCst);
-                    self.schedule(function, payload, delivery + 1, sh.cfg.retry_delay);
+                    let again = Event {
+                        id: None,
+                        origin: Origin::Chaos,
+                        delivery: ev.delivery + 1,
+                        ..ev.clone()
+                    };
+                    self.schedule(again, sh.cfg.retry_delay);
                 }
+                self.settle(&ev, Settle::Done).await;
                 self.finish_one();
             }
-            Err(e) if delivery < sh.cfg.max_deliveries => {
+            Err(e) if ev.delivery < sh.cfg.max_deliveries => {
                 sh.stats.retries.fetch_add(1, Ordering::Relaxed);
-                let wait = sh.cfg.retry_delay * delivery;
-                self.schedule(function, payload, delivery + 1, wait);
-                tracing::debug!(cloud = %sh.cloud, error = %e, delivery, "execution failed; redelivering");
+                let wait = sh.cfg.retry_delay * ev.delivery;
+                tracing::debug!(cloud = %sh.cloud, error = %e, delivery = ev.delivery, "execution failed; redelivering");
+                ev.delivery += 1;
+                self.settle(&ev, Settle::Retry(ev.delivery)).await;
+                self.schedule(ev, wait);
             }
-            Err(e) => {
-                sh.stats.dead.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(cloud = %sh.cloud, %function, error = %e, "event dead-lettered");
-                sh.dead
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(DeadLetter {
-                        function,
-                        run: run_of(&payload),
-                        error: e,
-                        deliveries: delivery,
-                    });
-                self.finish_one();
-            }
+            Err(e) => self.dead_letter(&ev, e).await,
         }
     }
+
+    async fn dead_letter(&self, ev: &Event, error: String) {
+        let sh = &self.shared;
+        sh.stats.dead.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(cloud = %sh.cloud, function = %ev.function, error = %error, "event dead-lettered");
+        self.settle(ev, Settle::Dead(&error)).await;
+        sh.dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(DeadLetter {
+                function: ev.function.clone(),
+                run: run_of(&ev.payload),
+                error,
+                deliveries: ev.delivery,
+            });
+        self.finish_one();
+    }
+}
+
+/// The workflow version of an envelope payload (without decoding the rest).
+fn version_of(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        def_hash: String,
+    }
+    serde_json::from_slice::<Head>(payload)
+        .ok()
+        .map(|h| h.def_hash)
 }
 
 /// The run id of an envelope payload (without decoding the rest).
@@ -505,7 +732,12 @@ impl joint_shim::Faas for LocalFaas {
         FaasCapabilities {
             async_payload_limit: self.shared.cfg.async_payload_limit,
             sync_payload_limit: self.shared.cfg.sync_payload_limit,
-            redelivery_window: self.shared.cfg.redelivery_window(),
+            redelivery_window: match (&self.shared.durable, self.shared.cfg.max_event_age) {
+                (Some(_), Some(age)) => age.max(self.shared.cfg.redelivery_window()),
+                // A durable queue without a maximum age may deliver a recovered event any time.
+                (Some(_), None) => Duration::MAX,
+                (None, _) => self.shared.cfg.redelivery_window(),
+            },
         }
     }
 
@@ -516,12 +748,38 @@ impl joint_shim::Faas for LocalFaas {
             payload.len(),
             self.shared.cfg.async_payload_limit,
         )?;
+        // Durable before it is acknowledged, as a platform's 202 is.
+        let id = match &self.shared.durable {
+            None => None,
+            Some(q) => Some(
+                q.push(
+                    function,
+                    &payload,
+                    run_of(&payload).as_deref(),
+                    version_of(&payload).as_deref(),
+                )
+                .await
+                .map_err(|e| {
+                    self.err(
+                        ErrorKind::Unavailable,
+                        "invoke_async",
+                        function,
+                        format!("the durable queue refused the event: {e}"),
+                    )
+                })?,
+            ),
+        };
         self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
         self.shared.inflight.fetch_add(1, Ordering::SeqCst);
         self.schedule(
-            function.to_string(),
-            payload,
-            1,
+            Event {
+                function: function.to_string(),
+                payload,
+                delivery: 1,
+                id,
+                accepted_ms: queue::now_ms(),
+                origin: Origin::Queue,
+            },
             self.shared.cfg.queue_latency,
         );
         Ok(())

@@ -204,7 +204,15 @@ impl Inner {
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if self.fsync {
+                    // The new directory entry must reach the disk too.
+                    std::fs::File::open(&dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| self.io_err(OP, key, "syncing the directory", &e))?;
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 if path.is_dir() {
                     Err(self.err(

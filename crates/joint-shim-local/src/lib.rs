@@ -5,6 +5,8 @@
 
 pub mod faas;
 pub mod fs;
+mod group;
+mod queue;
 pub mod runner;
 pub mod serve;
 pub mod sqlite;
@@ -20,6 +22,7 @@ use joint_shim::{Cloud, Clouds, Deliver, Result};
 
 pub use faas::{DeadLetter, LocalFaas, LocalFaasConfig, QueueStats};
 pub use fs::FsBlobStore;
+pub use queue::Durability;
 pub use sqlite::SqliteCoordStore;
 
 /// Builds a set of local clouds.
@@ -34,6 +37,7 @@ pub struct LocalCloudsBuilder {
     retention: Option<Option<std::time::Duration>>,
     ledger: Option<CommitLedger>,
     read_only: bool,
+    durability: Durability,
 }
 
 impl LocalCloudsBuilder {
@@ -86,6 +90,13 @@ impl LocalCloudsBuilder {
         self
     }
 
+    /// What the stores of a state directory survive (default [`Durability::Disk`]: a power
+    /// loss).
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
     /// Open an existing state directory without writing to it (`joint status`): nothing is
     /// created or purged, and every write fails.
     pub fn read_only(mut self, read_only: bool) -> Self {
@@ -122,7 +133,8 @@ impl LocalCloudsBuilder {
                 Some(d) if self.read_only => {
                     SqliteCoordStore::open_read_only(d.join(name).join("coord.db"), name)?
                 }
-                Some(d) => SqliteCoordStore::open(d.join(name).join("coord.db"), name)?,
+                Some(d) => SqliteCoordStore::open(d.join(name).join("coord.db"), name)?
+                    .with_durability(self.durability)?,
                 None => SqliteCoordStore::in_memory(name)?,
             }
             .with_retention(retention);
@@ -134,7 +146,9 @@ impl LocalCloudsBuilder {
                     uniq()
                 )),
             };
-            let blob = FsBlobStore::new(blob_root, name)?.with_retention(retention);
+            let blob = FsBlobStore::new(blob_root, name)?
+                .with_retention(retention)
+                .with_fsync(self.state_dir.is_some() && self.durability == Durability::Disk);
             if self.state_dir.is_some() && !self.read_only {
                 coord.purge_expired_blocking()?;
                 blob.purge_expired()?;
@@ -144,7 +158,12 @@ impl LocalCloudsBuilder {
             if let Some(l) = self.inline_limits.get(name) {
                 fcfg.async_payload_limit = *l;
             }
-            let local = LocalFaas::new(name, fcfg);
+            let local = match &self.state_dir {
+                Some(d) if !self.read_only => {
+                    LocalFaas::durable(name, fcfg, &d.join(name).join("queue.db"), self.durability)?
+                }
+                _ => LocalFaas::new(name, fcfg),
+            };
             let delay = self.latency.store(name);
             let sw = OutageSwitch::new();
             stores.push((coord.clone(), blob.clone()));
@@ -238,6 +257,29 @@ impl LocalClouds {
         }
     }
 
+    /// Events of run `run` that some process's durable queue still holds (0 without state).
+    pub async fn pending_for_run(&self, run: &str) -> Result<u64> {
+        let mut n = 0;
+        for f in self.faas.values() {
+            n += f.pending_for_run(run).await?;
+        }
+        Ok(n)
+    }
+
+    /// The dead letters of run `run` on every cloud (every process's, with a state directory).
+    pub async fn dead_letters_of(&self, run: &str) -> Result<Vec<(String, DeadLetter)>> {
+        let mut out = Vec::new();
+        for (c, f) in &self.faas {
+            out.extend(
+                f.dead_letters_of(run)
+                    .await?
+                    .into_iter()
+                    .map(|d| (c.clone(), d)),
+            );
+        }
+        Ok(out)
+    }
+
     /// Events that exhausted their deliveries, with their cloud.
     pub fn dead_letters(&self) -> Vec<(String, DeadLetter)> {
         self.faas
@@ -258,6 +300,7 @@ impl LocalClouds {
             s.duplicated += q.duplicated;
             s.dead += q.dead;
             s.lost += q.lost;
+            s.recovered += q.recovered;
         }
         for t in &self.throttles {
             s.throttled += t.load(std::sync::atomic::Ordering::Relaxed);

@@ -105,6 +105,8 @@ pub struct QueueStatsReport {
     pub lost: u64,
     /// Invocations refused with injected throttling (retried).
     pub throttled: u64,
+    /// Events taken over from a process that died (the durable queue).
+    pub recovered: u64,
 }
 
 impl From<QueueStats> for QueueStatsReport {
@@ -118,6 +120,7 @@ impl From<QueueStats> for QueueStatsReport {
             dead: q.dead,
             lost: q.lost,
             throttled: q.throttled,
+            recovered: q.recovered,
         }
     }
 }
@@ -352,7 +355,8 @@ async fn wait(
         .await
         .is_ok();
     let ops = dep.clouds.counts.snapshot().since(&before);
-    if drained {
+    // Collect only when no process's queue holds an event of the run any more.
+    if drained && dep.clouds.pending_for_run(&run_id).await? == 0 {
         rt.run_deferred_gc().await?;
     }
     let rec = rt.run_record(&run_id).await?.ok_or_else(|| {
@@ -406,19 +410,18 @@ async fn until_finished(
         if !opts.remote.is_empty() && rt.run_record(run_id).await?.is_some() {
             return Ok(());
         }
-        let stalled = opts.remote.is_empty() && dep.clouds.faas.values().all(|f| f.inflight() == 0);
+        // Stalled: nothing in flight here, and no other process's queue holds an event of the
+        // run (with a state directory several processes may work on one run).
+        let stalled = opts.remote.is_empty()
+            && dep.clouds.faas.values().all(|f| f.inflight() == 0)
+            && dep.clouds.pending_for_run(run_id).await? == 0;
         if stalled {
             // Everything drained without a run record: find out why.
             if rt.run_record(run_id).await?.is_some() {
                 return Ok(());
             }
             // An event of this run exhausted its deliveries: resuming would fail the same way.
-            let dead: Vec<(String, DeadLetter)> = dep
-                .clouds
-                .dead_letters()
-                .into_iter()
-                .filter(|(_, d)| d.run.as_deref() == Some(run_id))
-                .collect();
+            let dead = dep.clouds.dead_letters_of(run_id).await?;
             if !dead.is_empty() {
                 return Err(Error::new(
                     ErrorKind::Other,

@@ -122,6 +122,17 @@ impl SqliteCoordStore {
         Self::init(conn, Some(path), backend)
     }
 
+    /// Set what a commit survives ([`crate::Durability`]): SQLite's `synchronous` pragma.
+    pub fn with_durability(self, d: crate::Durability) -> Result<Self> {
+        {
+            let guard = lock(&self.inner.conn);
+            guard
+                .pragma_update(None, "synchronous", d.synchronous())
+                .map_err(|e| map_err(&self.inner.backend, "open", "synchronous", e))?;
+        }
+        Ok(self)
+    }
+
     /// Purge expired entries now, synchronously (what opening a store does before use).
     pub fn purge_expired_blocking(&self) -> Result<u64> {
         let Some(r) = self.retention else {

@@ -155,6 +155,8 @@ pub trait Deliver: Send + Sync {
     async fn deliver(&self, cloud: &str, event: Bytes, delivery: u32) -> Result<Outcome>;
     /// Functions this runtime can execute on `cloud` (placed there or replicated there).
     fn hosted(&self, cloud: &str) -> Vec<String>;
+    /// The workflow version (definition hash) whose events this runtime executes.
+    fn version(&self) -> String;
     /// One sweeper pass ([`Runtime::sweep`]): what a scheduled `{"joint": "sweep"}` event runs.
     async fn sweep(&self) -> Result<SweepReport>;
 }
@@ -175,6 +177,9 @@ impl Deliver for Runtime {
     }
     async fn sweep(&self) -> Result<SweepReport> {
         Runtime::sweep(self).await
+    }
+    fn version(&self) -> String {
+        self.inner.workflow.hash.clone()
     }
 }
 
