@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use joint_core::machine::FnError;
 use joint_core::subgraph::SubGraph;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -67,8 +67,18 @@ pub fn fn_error(message: impl Into<String>) -> FnError {
     }
 }
 
+/// How much of a command's stderr is kept: the last this many bytes. A failing command's error
+/// carries (the end of) it; a succeeding command's is logged at debug level.
+pub const STDERR_TAIL: usize = 4096;
+
 /// A local command: JSON input on stdin, JSON output on stdout; a non-zero exit is a function
-/// error carrying stderr. The instance id and run id are in `JOINT_INSTANCE` / `JOINT_RUN`.
+/// error carrying the end of stderr.
+///
+/// The command runs as the leader of a process group of its own. When it exits, whatever it left
+/// running in that group is killed; when the call's future is dropped (a timeout, the runtime
+/// shutting down, a cancelled request) the whole group is killed. Its environment is the
+/// runtime's, plus `JOINT_RUN`, `JOINT_INSTANCE`, `JOINT_FUNCTION`, `JOINT_CLOUD` and
+/// `JOINT_ATTEMPT` (see `docs/definition-format.md`).
 #[derive(Clone)]
 pub struct CommandHandler {
     argv: Vec<String>,
@@ -83,7 +93,7 @@ impl fmt::Debug for CommandHandler {
 }
 
 impl CommandHandler {
-    /// A command; `argv[0]` is looked up on PATH.
+    /// A command; `argv[0]` is looked up on PATH unless it contains a `/`.
     pub fn new(argv: Vec<String>) -> Self {
         CommandHandler { argv }
     }
@@ -103,6 +113,72 @@ fn tail(s: &[u8], max: usize) -> String {
     }
 }
 
+/// Kills a command's process group: once when the command has exited (what it left behind), or
+/// when dropped before that (the call was abandoned).
+struct ProcessGroup {
+    #[cfg(unix)]
+    pgid: Option<libc::pid_t>,
+}
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> ProcessGroup {
+        #[cfg(unix)]
+        {
+            ProcessGroup {
+                pgid: child
+                    .id()
+                    .and_then(|p| libc::pid_t::try_from(p).ok())
+                    .filter(|p| *p > 0),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            ProcessGroup {}
+        }
+    }
+
+    /// SIGKILL every process of the group (the child was spawned as its leader, so the group id
+    /// is its pid). Idempotent.
+    fn kill(&mut self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: killpg only sends a signal; the group was created for this command.
+            // ESRCH (the group is already gone) is the expected answer after a clean exit.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Read `r` to its end, keeping only the last `keep` bytes.
+async fn read_tail<R: tokio::io::AsyncRead + Unpin>(mut r: R, keep: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 2 * keep {
+                    buf.drain(..buf.len() - keep);
+                }
+            }
+        }
+    }
+    if buf.len() > keep {
+        buf.drain(..buf.len() - keep);
+    }
+    buf
+}
+
 #[async_trait]
 impl Handler for CommandHandler {
     async fn call(&self, input: Value, ctx: &Context) -> std::result::Result<Value, FnError> {
@@ -113,45 +189,90 @@ impl Handler for CommandHandler {
         let Some((prog, args)) = self.argv.split_first() else {
             return Err(err("CommandFailed", "the command is empty".into()));
         };
-        let mut child = tokio::process::Command::new(prog)
-            .args(args)
+        let body = serde_json::to_vec(&input)
+            .map_err(|e| err("CommandFailed", format!("cannot encode the input: {e}")))?;
+        let mut cmd = tokio::process::Command::new(prog);
+        cmd.args(args)
             .env("JOINT_INSTANCE", &ctx.instance)
             .env("JOINT_RUN", &ctx.workflow_id)
             .env("JOINT_FUNCTION", &ctx.function)
             .env("JOINT_CLOUD", &ctx.cloud)
+            .env("JOINT_ATTEMPT", ctx.attempt.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                err(
-                    "CommandFailed",
-                    format!("cannot start {:?}: {e}", self.argv),
-                )
-            })?;
-        let body = serde_json::to_vec(&input).unwrap_or_default();
-        if let Some(mut stdin) = child.stdin.take() {
-            // A command that does not read its input closes the pipe early; that is fine.
-            let _ = stdin.write_all(&body).await;
-            drop(stdin);
-        }
-        let out = child
-            .wait_with_output()
-            .await
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd.spawn().map_err(|e| {
+            err(
+                "CommandFailed",
+                format!("cannot start {:?}: {e}", self.argv),
+            )
+        })?;
+        // Declared after `child`, so dropped before it: an abandoned call kills the whole group,
+        // then the child itself is killed and reaped by tokio.
+        let mut group = ProcessGroup::of(&child);
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        // Write the input while reading the output: a command that writes before it has read
+        // everything would otherwise fill a pipe and wait for us while we wait for it.
+        let write = async move {
+            if let Some(mut stdin) = stdin {
+                // A command that does not read its input closes the pipe early; that is fine.
+                let _ = stdin.write_all(&body).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let read_out = async move {
+            let mut out = Vec::new();
+            match stdout {
+                Some(mut s) => s.read_to_end(&mut out).await.map(|_| out),
+                None => Ok(out),
+            }
+        };
+        let read_err = async move {
+            match stderr {
+                Some(s) => read_tail(s, STDERR_TAIL).await,
+                None => Vec::new(),
+            }
+        };
+        let exit = async {
+            let status = child.wait().await;
+            // Whatever the command left running in its group would keep the pipes open.
+            group.kill();
+            status
+        };
+        let ((), stdout, stderr, status) = tokio::join!(write, read_out, read_err, exit);
+        let status = status
             .map_err(|e| err("CommandFailed", format!("waiting for {:?}: {e}", self.argv)))?;
-        if !out.status.success() {
+        let stdout = stdout.map_err(|e| {
+            err(
+                "CommandFailed",
+                format!("reading the stdout of {:?}: {e}", self.argv),
+            )
+        })?;
+        if !status.success() {
             return Err(err(
                 "CommandFailed",
                 format!(
                     "{:?} exited with {}: {}",
                     self.argv,
-                    out.status,
-                    tail(&out.stderr, 2000)
+                    status,
+                    tail(&stderr, 2000)
                 ),
             ));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
+        if !stderr.is_empty() {
+            tracing::debug!(
+                instance = %ctx.instance,
+                function = %ctx.function,
+                attempt = ctx.attempt,
+                stderr = %tail(&stderr, STDERR_TAIL),
+                "command succeeded and wrote to stderr"
+            );
+        }
+        let text = String::from_utf8_lossy(&stdout);
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
@@ -161,7 +282,7 @@ impl Handler for CommandHandler {
                 format!(
                     "{:?} wrote something that is not JSON on stdout ({e}): {}",
                     self.argv,
-                    tail(&out.stdout, 500)
+                    tail(&stdout, 500)
                 ),
             )
         })
