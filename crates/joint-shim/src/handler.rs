@@ -77,17 +77,19 @@ pub const STDERR_TAIL: usize = 4096;
 /// The command runs as the leader of a process group of its own. When it exits, whatever it left
 /// running in that group is killed; when the call's future is dropped (a timeout, the runtime
 /// shutting down, a cancelled request) the whole group is killed. Its environment is the
-/// runtime's, plus `JOINT_RUN`, `JOINT_INSTANCE`, `JOINT_FUNCTION`, `JOINT_CLOUD` and
-/// `JOINT_ATTEMPT` (see `docs/definition-format.md`).
+/// runtime's, plus the function's `env`, plus `JOINT_RUN`, `JOINT_INSTANCE`, `JOINT_FUNCTION`,
+/// `JOINT_CLOUD` and `JOINT_ATTEMPT` (see `docs/definition-format.md`).
 #[derive(Clone)]
 pub struct CommandHandler {
     argv: Vec<String>,
+    env: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for CommandHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CommandHandler")
             .field("argv", &self.argv)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -95,7 +97,17 @@ impl fmt::Debug for CommandHandler {
 impl CommandHandler {
     /// A command; `argv[0]` is looked up on PATH unless it contains a `/`.
     pub fn new(argv: Vec<String>) -> Self {
-        CommandHandler { argv }
+        CommandHandler {
+            argv,
+            env: BTreeMap::new(),
+        }
+    }
+
+    /// Also set these environment variables (the function's `env:`). The `JOINT_*` variables
+    /// are set after them and win.
+    pub fn with_env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env = env;
+        self
     }
 }
 
@@ -193,6 +205,7 @@ impl Handler for CommandHandler {
             .map_err(|e| err("CommandFailed", format!("cannot encode the input: {e}")))?;
         let mut cmd = tokio::process::Command::new(prog);
         cmd.args(args)
+            .envs(&self.env)
             .env("JOINT_INSTANCE", &ctx.instance)
             .env("JOINT_RUN", &ctx.workflow_id)
             .env("JOINT_FUNCTION", &ctx.function)
@@ -321,7 +334,9 @@ impl Handlers {
     /// The implementation of `sub`'s function: its registered handler or its command.
     pub fn resolve(&self, sub: &SubGraph) -> Result<Arc<dyn Handler>> {
         if let Some(argv) = &sub.command {
-            return Ok(Arc::new(CommandHandler::new(argv.clone())));
+            return Ok(Arc::new(
+                CommandHandler::new(argv.clone()).with_env(sub.env.clone()),
+            ));
         }
         let name = sub.handler.as_deref().unwrap_or(&sub.name);
         self.by_name.get(name).cloned().ok_or_else(|| {

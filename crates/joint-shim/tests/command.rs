@@ -163,3 +163,20 @@ async fn output_that_is_not_json_is_a_bad_command_output() {
     assert_eq!(e.kind, "BadCommandOutput");
     assert!(e.message.contains("not json"), "{e}");
 }
+
+#[tokio::test]
+async fn the_functions_env_reaches_the_command_and_cannot_override_joint_variables() {
+    let env = BTreeMap::from([
+        ("MODE".to_string(), "fast lane".to_string()),
+        ("EMPTY".to_string(), String::new()),
+        // Refused by validation; set anyway, the runtime's value wins.
+        ("JOINT_ATTEMPT".to_string(), "99".to_string()),
+    ]);
+    let handler = sh(r#"printf '{"mode":"%s","empty":"%s","set":"%s","attempt":"%s"}' "$MODE" "$EMPTY" "${EMPTY+yes}" "$JOINT_ATTEMPT""#)
+        .with_env(env);
+    let out = handler.call(json!(null), &ctx(2)).await.unwrap();
+    assert_eq!(
+        out,
+        json!({"mode": "fast lane", "empty": "", "set": "yes", "attempt": "2"})
+    );
+}
