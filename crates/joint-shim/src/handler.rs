@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -306,6 +307,7 @@ impl Handler for CommandHandler {
 #[derive(Clone, Default)]
 pub struct Handlers {
     by_name: BTreeMap<String, Arc<dyn Handler>>,
+    command_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Handlers {
@@ -331,11 +333,41 @@ impl Handlers {
         self.by_name.keys().cloned().collect()
     }
 
+    /// Resolve a command whose program is a relative path (`argv[0]` contains a `/` and does
+    /// not start with one, e.g. `./steps/a.py`) against `dir` — the directory of the definition
+    /// file — instead of the working directory. A program without a `/` is still looked up on
+    /// PATH, and the other arguments are passed as written.
+    pub fn set_command_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.command_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory relative command paths are resolved against, if set.
+    pub fn command_dir(&self) -> Option<&Path> {
+        self.command_dir.as_deref()
+    }
+
+    /// `argv` with its program resolved as [`Handlers::set_command_dir`] says.
+    pub fn command_argv(&self, argv: &[String]) -> Vec<String> {
+        let mut argv = argv.to_vec();
+        if let (Some(dir), Some(prog)) = (&self.command_dir, argv.first_mut())
+            && prog.contains('/')
+            && !Path::new(prog.as_str()).is_absolute()
+        {
+            let mut rel = prog.as_str();
+            while let Some(rest) = rel.strip_prefix("./") {
+                rel = rest.trim_start_matches('/');
+            }
+            *prog = dir.join(rel).to_string_lossy().into_owned();
+        }
+        argv
+    }
+
     /// The implementation of `sub`'s function: its registered handler or its command.
     pub fn resolve(&self, sub: &SubGraph) -> Result<Arc<dyn Handler>> {
         if let Some(argv) = &sub.command {
             return Ok(Arc::new(
-                CommandHandler::new(argv.clone()).with_env(sub.env.clone()),
+                CommandHandler::new(self.command_argv(argv)).with_env(sub.env.clone()),
             ));
         }
         let name = sub.handler.as_deref().unwrap_or(&sub.name);
@@ -352,5 +384,36 @@ impl Handlers {
                 ),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn relative_programs_resolve_against_the_command_dir() {
+        let mut h = Handlers::new();
+        let same = argv(&["./steps/a.py", "./data.json"]);
+        assert_eq!(h.command_argv(&same), same, "no directory set: as written");
+        h.set_command_dir("/defs/proj");
+        for (prog, want) in [
+            ("./steps/a.py", "/defs/proj/steps/a.py"),
+            ("steps/a.py", "/defs/proj/steps/a.py"),
+            ("../bin/x", "/defs/proj/../bin/x"),
+            ("/usr/bin/env", "/usr/bin/env"),
+            ("python3", "python3"),
+        ] {
+            assert_eq!(
+                h.command_argv(&argv(&[prog, "./arg"])),
+                argv(&[want, "./arg"]),
+                "{prog}"
+            );
+        }
+        assert!(h.command_argv(&[]).is_empty());
     }
 }
