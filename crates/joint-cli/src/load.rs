@@ -1,9 +1,30 @@
 //! Reading a workflow from a definition file, a sub-graph JSON file or a directory of
 //! sub-graph files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use joint_core::workflow::Workflow;
+use joint_shim::Handlers;
+
+/// The handlers a workflow loaded from `path` runs with: the built-in example handlers, and
+/// commands whose program is a relative path (`./steps/a.py`) resolved against the directory of
+/// the definition file (for a directory of sub-graphs: that directory), not the working
+/// directory.
+pub fn handlers_for(path: &Path) -> Handlers {
+    let mut h = joint_examples::builtin_handlers();
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    h.set_command_dir(std::path::absolute(&dir).unwrap_or(dir));
+    h
+}
 
 /// Load `path`; errors are printable as they are.
 pub fn load_workflow(path: &Path) -> Result<Workflow, String> {

@@ -387,7 +387,8 @@ async fn run(a: RunArgs) -> ExitCode {
         }
     };
     let asked_id = opts.run_id.clone();
-    let result = run_local(workflow.clone(), joint_examples::builtin_handlers(), opts).await;
+    let handlers = load::handlers_for(&a.definition);
+    let result = run_local(workflow.clone(), handlers, opts).await;
     if let Some(p) = &progress {
         p.finish();
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use joint_core::workflow::Workflow;
+use joint_shim::Handlers;
 use joint_shim::runtime::{ResumeOptions, ResumeOutcome, ResumeReport};
 use joint_shim_local::runner::{RunOptions, deploy, resume_local};
 
@@ -69,8 +70,9 @@ pub struct SweepArgs {
 }
 
 impl Target {
-    /// The workflow: `--definition`, or the file noted for `run`'s version.
-    async fn workflow(&self, run: Option<&str>) -> Result<Arc<Workflow>, String> {
+    /// The workflow: `--definition`, or the file noted for `run`'s version; and the handlers
+    /// it runs with (relative command paths resolved against that file's directory).
+    async fn workflow(&self, run: Option<&str>) -> Result<(Arc<Workflow>, Handlers), String> {
         let path = match (&self.definition, run) {
             (Some(p), _) => p.clone(),
             (None, None) => return Err("pass --definition".into()),
@@ -99,7 +101,7 @@ impl Target {
             }
         };
         let w = load::load_workflow(&path)?;
-        Ok(Arc::new(w))
+        Ok((Arc::new(w), load::handlers_for(&path)))
     }
 
     async fn options(&self, keep: bool, timeout: u64) -> Result<RunOptions, String> {
@@ -121,7 +123,7 @@ impl Target {
 }
 
 pub async fn resume(a: ResumeArgs) -> ExitCode {
-    let workflow = match a.target.workflow(Some(&a.run_id)).await {
+    let (workflow, handlers) = match a.target.workflow(Some(&a.run_id)).await {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -133,7 +135,6 @@ pub async fn resume(a: ResumeArgs) -> ExitCode {
         force: a.force,
         from: a.from.clone(),
     };
-    let handlers = joint_examples::builtin_handlers();
     let (r, done) = match resume_local(workflow.clone(), handlers, &a.run_id, &what, opts).await {
         Ok(x) => x,
         Err(e) => return fail(e),
@@ -209,7 +210,7 @@ fn short(keys: &[String]) -> String {
 }
 
 pub async fn sweep(a: SweepArgs) -> ExitCode {
-    let workflow = match a.target.workflow(None).await {
+    let (workflow, handlers) = match a.target.workflow(None).await {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -222,7 +223,7 @@ pub async fn sweep(a: SweepArgs) -> ExitCode {
         keep: false,
         ..opts
     };
-    let dep = match deploy(workflow, joint_examples::builtin_handlers(), &opts, None) {
+    let dep = match deploy(workflow, handlers, &opts, None) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };

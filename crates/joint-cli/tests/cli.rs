@@ -166,6 +166,53 @@ fn a_failing_function_fails_the_run_naming_it() {
 }
 
 #[test]
+fn a_relative_command_path_resolves_against_the_definitions_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let steps = project.path().join("steps");
+    std::fs::create_dir(&steps).unwrap();
+    let script = steps.join("script.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"note from $JOINT_FUNCTION\" >&2\nread -r x\necho \"[$x, \\\"$MODE\\\", $JOINT_ATTEMPT]\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let def = project.path().join("wf.yaml");
+    std::fs::write(
+        &def,
+        "workflow: rel\nfunctions:\n  - { name: step, command: [./steps/script.sh], env: { MODE: fast }, timeout: 30 }\n",
+    )
+    .unwrap();
+    // Run from another directory: `./steps/script.sh` is next to the definition, not here.
+    let o = joint()
+        .current_dir(elsewhere.path())
+        .env("JOINT_LOG", "joint_shim=debug")
+        .args(["run"])
+        .arg(&def)
+        .args(["--json", "--input", "41", "--state-dir"])
+        .arg(elsewhere.path().join("state"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v["status"], "succeeded", "{}", text(&o));
+    assert_eq!(v["output"], json!([41, "fast", 1]), "{}", text(&o));
+    // A succeeding command's stderr is not lost: it is logged at debug level with the instance.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let run_id = v["run_id"].as_str().unwrap();
+    assert!(
+        stderr.lines().any(|l| l.contains("note from step")
+            && l.contains("instance")
+            && l.contains(&format!("{run_id}/step_0"))),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn bad_definitions_are_refused_with_the_place_of_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let def = dir.path().join("bad.yaml");

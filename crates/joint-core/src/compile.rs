@@ -47,6 +47,8 @@ pub fn compile_with_warnings(def: &Definition) -> Result<(Workflow, Diagnostics)
         s.memory_mb = def.memory_of(f);
         s.handler = f.handler.clone();
         s.command = f.command.clone();
+        s.env = f.env.clone().unwrap_or_default();
+        s.timeout = f.timeout;
         s.retry = f
             .retry
             .or(def.defaults.retry)
@@ -337,6 +339,26 @@ functions:
         assert_eq!(c["Retry"], json!({"MaxAttempts": 3, "BackoffMs": 5}));
         assert!(c.get("Next").is_none());
         assert!(!w.hash.is_empty());
+    }
+
+    #[test]
+    fn timeout_and_env_reach_the_subgraph_and_load_back() {
+        let w = wf("workflow: cmd
+functions:
+  - { name: a, command: [./a.sh], timeout: 2.5, env: { MODE: fast, LEVEL: '3' }, next: [{ to: b }] }
+  - { name: b, handler: echo, timeout: 1, next: [{ to: c }] }
+  - { name: c, handler: echo }
+");
+        let a = sub(&w, "a");
+        assert_eq!(a["Timeout"], json!(2.5));
+        assert_eq!(a["Env"], json!({"LEVEL": "3", "MODE": "fast"}));
+        assert_eq!(sub(&w, "b")["Timeout"], json!(1.0));
+        // Functions without them compile as before (their sub-graphs and the hash unchanged).
+        let c = sub(&w, "c");
+        assert!(c.get("Timeout").is_none() && c.get("Env").is_none(), "{c}");
+        let back = load("compiled.json", &w.to_json().to_string()).unwrap();
+        assert_eq!(back, w);
+        assert_eq!(back.functions["a"].timeout, Some(2.5));
     }
 
     #[test]

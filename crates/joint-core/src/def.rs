@@ -31,6 +31,9 @@ pub const DEFAULT_CLOUD: &str = "local";
 /// The memory of a function when neither the function nor `defaults` sets it.
 pub const DEFAULT_MEMORY_MB: u32 = 128;
 
+/// The largest `timeout` of a function, in seconds (one day).
+pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
 /// The default loop-counter variable of a `cycle` edge (the paper's `Iterator`).
 pub const DEFAULT_COUNTER: &str = "Iterator";
 
@@ -185,6 +188,14 @@ pub struct FunctionDef {
     /// stdout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// Extra environment variables of a `command` (names: letters, digits and `_`, not starting
+    /// with a digit or with `JOINT_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Seconds one attempt of the function may take (fractions allowed, > 0, at most
+    /// [`MAX_TIMEOUT_SECS`]); past it the attempt fails with `Timeout` and `retry` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
     /// Retries of the user function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::diag::{Diagnostic, Diagnostics, suggestion};
 use crate::naming::valid_id;
 use crate::subgraph::{InvokeMode, ModifyOp, SubGraph};
-use crate::validate::{ForkKind, GEdge, GMode, Graph};
+use crate::validate::{ForkKind, GEdge, GMode, Graph, env_problems, timeout_problem};
 use crate::workflow::Workflow;
 
 /// Parse sub-graphs: one JSON array of sub-graph objects, or one object. Errors carry the line and
@@ -108,6 +108,22 @@ pub fn import(name: &str, subs: Vec<SubGraph>) -> Result<Workflow, Diagnostics> 
                 )
                 .with_function(&s.name),
             );
+        }
+        if let Some(t) = s.timeout
+            && let Some(msg) = timeout_problem(t)
+        {
+            out.push(
+                Diagnostic::error("bad-field", format!("Timeout: {msg}")).with_function(&s.name),
+            );
+        }
+        if !s.env.is_empty() && s.command.is_none() {
+            out.push(
+                Diagnostic::error("bad-field", "Env applies to sub-graphs with a Command only")
+                    .with_function(&s.name),
+            );
+        }
+        for (_, msg) in env_problems(&s.env) {
+            out.push(Diagnostic::error("bad-field", format!("Env: {msg}")).with_function(&s.name));
         }
         if functions.contains_key(&s.name) {
             out.push(
@@ -543,6 +559,26 @@ mod tests {
             "{e}"
         );
         assert!(import("w", vec![]).is_err());
+        // joint's Timeout and Env are checked as in a definition.
+        let e = imp(r#"[{"Name":"A","FaaS":"l","Timeout":0,"Next":{"Name":"B","FaaS":"l","InvokeMode":"Sequence"}},
+            {"Name":"B","Command":["cat"],"Env":{"JOINT_CLOUD":"x"}}]"#)
+        .unwrap_err();
+        let bf: Vec<_> = e.with_code("bad-field").collect();
+        assert_eq!(bf.len(), 2, "{e}");
+        assert!(
+            bf.iter().any(|d| d.function.as_deref() == Some("A")
+                && d.message.starts_with("Timeout: timeout must be at least")),
+            "{e}"
+        );
+        assert!(
+            bf.iter().any(|d| d.function.as_deref() == Some("B")
+                && d.message.contains("'JOINT_CLOUD' is reserved")),
+            "{e}"
+        );
+        let w =
+            imp(r#"[{"Name":"A","FaaS":"l","Command":["cat"],"Timeout":0.25,"Env":{"K":"v"}}]"#)
+                .unwrap();
+        assert_eq!(w.functions["A"].timeout, Some(0.25));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! field names are the paper's (`Name`, `Ds`, `TransferByDs`, `Start`, `Next` entries with `Name`,
 //! `FaaS`, `InvokeMode`, `Choice`, `Failover`, `ModifyEvent`), so sub-graphs written for Jointλ load
 //! unchanged. joint adds a few optional fields (`FaaS` and `Failover` at the top level, `Checkpoint`,
-//! `Handler`, `Command`, `MaxIterations`, …); they all have defaults, so a paper sub-graph needs none.
+//! `Handler`, `Command`, `Env`, `Timeout`, `MaxIterations`, …); they all have defaults, so a paper
+//! sub-graph needs none.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -414,6 +415,13 @@ pub struct SubGraph {
     /// joint: argv of a local command implementing the function (JSON on stdin, JSON on stdout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// joint: extra environment variables of the command.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// joint: seconds one attempt of the user function may take; past it the attempt fails with
+    /// `Timeout` (and `Retry` applies). `None`: no limit but the platform's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
     /// joint: retries of the user function.
     #[serde(default)]
     pub retry: RetryPolicy,

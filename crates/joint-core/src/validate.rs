@@ -301,6 +301,29 @@ fn check_function(
             .at(loc.field(i, "max_attempts")),
         );
     }
+    if let Some(t) = f.timeout
+        && let Some(msg) = timeout_problem(t)
+    {
+        out.push(err("bad-field", msg).at(loc.field(i, "timeout")));
+    }
+    if let Some(env) = &f.env {
+        if f.command.is_none() {
+            out.push(
+                err(
+                    "bad-field",
+                    "`env` applies to `command` functions only".into(),
+                )
+                .at(loc.field(i, "env")),
+            );
+        }
+        for (name, msg) in env_problems(env) {
+            let at = loc
+                .field(i, name)
+                .filter(|_| !name.is_empty())
+                .or(loc.field(i, "env"));
+            out.push(err("bad-field", msg).at(at));
+        }
+    }
     if let Some(clouds) = &def.clouds {
         let known = || clouds.keys().map(String::as_str);
         let cloud = def.cloud_of(f);
@@ -562,6 +585,58 @@ pub(crate) fn invoke_mode_of(e: &EdgeDef) -> InvokeMode {
     }
 }
 
+/// Why `secs` is not a valid `timeout`, if it is not.
+pub(crate) fn timeout_problem(secs: f64) -> Option<String> {
+    use crate::def::MAX_TIMEOUT_SECS;
+    if !secs.is_finite() {
+        Some(format!("timeout must be a number of seconds, not {secs}"))
+    } else if secs < 0.001 {
+        Some(format!(
+            "timeout must be at least 0.001 seconds (it is the time one attempt may take); got {secs}"
+        ))
+    } else if secs > MAX_TIMEOUT_SECS {
+        Some(format!(
+            "timeout must be at most {MAX_TIMEOUT_SECS} seconds (one day); got {secs}"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The problems of a command's `env`: (variable name, message) for each bad entry.
+pub(crate) fn env_problems(env: &BTreeMap<String, String>) -> Vec<(&str, String)> {
+    let mut out = Vec::new();
+    for (name, value) in env {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            out.push((
+                name.as_str(),
+                format!(
+                    "env variable name '{name}' is invalid: use letters, digits and '_', not starting with a digit"
+                ),
+            ));
+        } else if name.to_ascii_uppercase().starts_with("JOINT_") {
+            out.push((
+                name.as_str(),
+                format!(
+                    "env variable '{name}' is reserved: the runtime sets the JOINT_* variables itself"
+                ),
+            ));
+        }
+        if value.contains('\0') {
+            out.push((
+                name.as_str(),
+                format!("env variable '{name}' contains a NUL character"),
+            ));
+        }
+    }
+    out
+}
+
 /// A sub-graph with default fields and the given name.
 pub(crate) fn blank_subgraph(name: &str) -> SubGraph {
     SubGraph {
@@ -576,6 +651,8 @@ pub(crate) fn blank_subgraph(name: &str) -> SubGraph {
         memory_mb: crate::def::DEFAULT_MEMORY_MB,
         handler: None,
         command: None,
+        env: BTreeMap::new(),
+        timeout: None,
         retry: RetryPolicy::default(),
         workflow: String::new(),
         clouds: vec![],
@@ -1554,6 +1631,79 @@ functions:
         );
         assert!(bf[2].message.contains("batch_size") && bf[2].line == Some(9));
         assert!(bf[3].message.contains("max_attempts") && bf[3].function.as_deref() == Some("c"));
+    }
+
+    #[test]
+    fn timeouts_and_env_are_checked_with_function_and_line() {
+        let src = "workflow: w
+functions:
+  - name: a
+    command: [cat]
+    timeout: 0
+    next: [{ to: b }]
+  - name: b
+    command: [cat]
+    timeout: -1.5
+    next: [{ to: c }]
+  - name: c
+    command: [cat]
+    timeout: 100000
+    next: [{ to: d }]
+  - name: d
+    command: [cat]
+    timeout: .inf
+    next: [{ to: e }]
+  - name: e
+    command: [cat]
+    env:
+      GOOD_1: x
+      1BAD: y
+      JOINT_RUN: z
+    next: [{ to: f }]
+  - name: f
+    handler: echo
+    timeout: 2.5
+    env: { A: b }
+";
+        let ds = diags(src);
+        let bf: Vec<_> = ds.with_code("bad-field").collect();
+        let at = |f: &str| -> Vec<(Option<usize>, &str)> {
+            bf.iter()
+                .filter(|d| d.function.as_deref() == Some(f))
+                .map(|d| (d.line, d.message.as_str()))
+                .collect()
+        };
+        assert_eq!(bf.len(), 7, "{ds}");
+        for (f, line) in [("a", 5), ("b", 9), ("c", 13), ("d", 17)] {
+            let got = at(f);
+            assert_eq!(got.len(), 1, "{f}: {ds}");
+            assert_eq!(got[0].0, Some(line), "{f}: {ds}");
+            assert!(got[0].1.starts_with("timeout must be"), "{f}: {ds}");
+        }
+        assert!(at("c")[0].1.contains("at most 86400 seconds"), "{ds}");
+        assert!(at("d")[0].1.contains("not inf"), "{ds}");
+        let e = at("e");
+        assert_eq!(e.len(), 2, "{ds}");
+        assert!(
+            e.contains(&(Some(23), "env variable name '1BAD' is invalid: use letters, digits and '_', not starting with a digit")),
+            "{ds}"
+        );
+        assert!(
+            e.contains(&(Some(24), "env variable 'JOINT_RUN' is reserved: the runtime sets the JOINT_* variables itself")),
+            "{ds}"
+        );
+        assert_eq!(
+            at("f"),
+            vec![(Some(29), "`env` applies to `command` functions only")],
+            "a timeout on a handler is fine: {ds}"
+        );
+        let shown = ds.to_string();
+        assert!(
+            shown.contains(
+                "error[bad-field] at 5:5: function 'a': timeout must be at least 0.001 seconds"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use joint_core::machine::FnError;
 use joint_core::subgraph::SubGraph;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -67,25 +68,47 @@ pub fn fn_error(message: impl Into<String>) -> FnError {
     }
 }
 
+/// How much of a command's stderr is kept: the last this many bytes. A failing command's error
+/// carries (the end of) it; a succeeding command's is logged at debug level.
+pub const STDERR_TAIL: usize = 4096;
+
 /// A local command: JSON input on stdin, JSON output on stdout; a non-zero exit is a function
-/// error carrying stderr. The instance id and run id are in `JOINT_INSTANCE` / `JOINT_RUN`.
+/// error carrying the end of stderr.
+///
+/// The command runs as the leader of a process group of its own. When it exits, whatever it left
+/// running in that group is killed; when the call's future is dropped (a timeout, the runtime
+/// shutting down, a cancelled request) the whole group is killed. Its environment is the
+/// runtime's, plus the function's `env`, plus `JOINT_RUN`, `JOINT_INSTANCE`, `JOINT_FUNCTION`,
+/// `JOINT_CLOUD` and `JOINT_ATTEMPT` (see `docs/definition-format.md`).
 #[derive(Clone)]
 pub struct CommandHandler {
     argv: Vec<String>,
+    env: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for CommandHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CommandHandler")
             .field("argv", &self.argv)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
 impl CommandHandler {
-    /// A command; `argv[0]` is looked up on PATH.
+    /// A command; `argv[0]` is looked up on PATH unless it contains a `/`.
     pub fn new(argv: Vec<String>) -> Self {
-        CommandHandler { argv }
+        CommandHandler {
+            argv,
+            env: BTreeMap::new(),
+        }
+    }
+
+    /// Also set these environment variables (the function's `env:`). The `JOINT_*` variables
+    /// are set after them and win.
+    pub fn with_env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env = env;
+        self
     }
 }
 
@@ -103,6 +126,72 @@ fn tail(s: &[u8], max: usize) -> String {
     }
 }
 
+/// Kills a command's process group: once when the command has exited (what it left behind), or
+/// when dropped before that (the call was abandoned).
+struct ProcessGroup {
+    #[cfg(unix)]
+    pgid: Option<libc::pid_t>,
+}
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> ProcessGroup {
+        #[cfg(unix)]
+        {
+            ProcessGroup {
+                pgid: child
+                    .id()
+                    .and_then(|p| libc::pid_t::try_from(p).ok())
+                    .filter(|p| *p > 0),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            ProcessGroup {}
+        }
+    }
+
+    /// SIGKILL every process of the group (the child was spawned as its leader, so the group id
+    /// is its pid). Idempotent.
+    fn kill(&mut self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: killpg only sends a signal; the group was created for this command.
+            // ESRCH (the group is already gone) is the expected answer after a clean exit.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Read `r` to its end, keeping only the last `keep` bytes.
+async fn read_tail<R: tokio::io::AsyncRead + Unpin>(mut r: R, keep: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 2 * keep {
+                    buf.drain(..buf.len() - keep);
+                }
+            }
+        }
+    }
+    if buf.len() > keep {
+        buf.drain(..buf.len() - keep);
+    }
+    buf
+}
+
 #[async_trait]
 impl Handler for CommandHandler {
     async fn call(&self, input: Value, ctx: &Context) -> std::result::Result<Value, FnError> {
@@ -113,45 +202,91 @@ impl Handler for CommandHandler {
         let Some((prog, args)) = self.argv.split_first() else {
             return Err(err("CommandFailed", "the command is empty".into()));
         };
-        let mut child = tokio::process::Command::new(prog)
-            .args(args)
+        let body = serde_json::to_vec(&input)
+            .map_err(|e| err("CommandFailed", format!("cannot encode the input: {e}")))?;
+        let mut cmd = tokio::process::Command::new(prog);
+        cmd.args(args)
+            .envs(&self.env)
             .env("JOINT_INSTANCE", &ctx.instance)
             .env("JOINT_RUN", &ctx.workflow_id)
             .env("JOINT_FUNCTION", &ctx.function)
             .env("JOINT_CLOUD", &ctx.cloud)
+            .env("JOINT_ATTEMPT", ctx.attempt.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                err(
-                    "CommandFailed",
-                    format!("cannot start {:?}: {e}", self.argv),
-                )
-            })?;
-        let body = serde_json::to_vec(&input).unwrap_or_default();
-        if let Some(mut stdin) = child.stdin.take() {
-            // A command that does not read its input closes the pipe early; that is fine.
-            let _ = stdin.write_all(&body).await;
-            drop(stdin);
-        }
-        let out = child
-            .wait_with_output()
-            .await
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd.spawn().map_err(|e| {
+            err(
+                "CommandFailed",
+                format!("cannot start {:?}: {e}", self.argv),
+            )
+        })?;
+        // Declared after `child`, so dropped before it: an abandoned call kills the whole group,
+        // then the child itself is killed and reaped by tokio.
+        let mut group = ProcessGroup::of(&child);
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        // Write the input while reading the output: a command that writes before it has read
+        // everything would otherwise fill a pipe and wait for us while we wait for it.
+        let write = async move {
+            if let Some(mut stdin) = stdin {
+                // A command that does not read its input closes the pipe early; that is fine.
+                let _ = stdin.write_all(&body).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let read_out = async move {
+            let mut out = Vec::new();
+            match stdout {
+                Some(mut s) => s.read_to_end(&mut out).await.map(|_| out),
+                None => Ok(out),
+            }
+        };
+        let read_err = async move {
+            match stderr {
+                Some(s) => read_tail(s, STDERR_TAIL).await,
+                None => Vec::new(),
+            }
+        };
+        let exit = async {
+            let status = child.wait().await;
+            // Whatever the command left running in its group would keep the pipes open.
+            group.kill();
+            status
+        };
+        let ((), stdout, stderr, status) = tokio::join!(write, read_out, read_err, exit);
+        let status = status
             .map_err(|e| err("CommandFailed", format!("waiting for {:?}: {e}", self.argv)))?;
-        if !out.status.success() {
+        let stdout = stdout.map_err(|e| {
+            err(
+                "CommandFailed",
+                format!("reading the stdout of {:?}: {e}", self.argv),
+            )
+        })?;
+        if !status.success() {
             return Err(err(
                 "CommandFailed",
                 format!(
                     "{:?} exited with {}: {}",
                     self.argv,
-                    out.status,
-                    tail(&out.stderr, 2000)
+                    status,
+                    tail(&stderr, 2000)
                 ),
             ));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
+        if !stderr.is_empty() {
+            tracing::debug!(
+                instance = %ctx.instance,
+                function = %ctx.function,
+                attempt = ctx.attempt,
+                stderr = %tail(&stderr, STDERR_TAIL),
+                "command succeeded and wrote to stderr"
+            );
+        }
+        let text = String::from_utf8_lossy(&stdout);
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
@@ -161,7 +296,7 @@ impl Handler for CommandHandler {
                 format!(
                     "{:?} wrote something that is not JSON on stdout ({e}): {}",
                     self.argv,
-                    tail(&out.stdout, 500)
+                    tail(&stdout, 500)
                 ),
             )
         })
@@ -172,6 +307,7 @@ impl Handler for CommandHandler {
 #[derive(Clone, Default)]
 pub struct Handlers {
     by_name: BTreeMap<String, Arc<dyn Handler>>,
+    command_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Handlers {
@@ -197,10 +333,42 @@ impl Handlers {
         self.by_name.keys().cloned().collect()
     }
 
+    /// Resolve a command whose program is a relative path (`argv[0]` contains a `/` and does
+    /// not start with one, e.g. `./steps/a.py`) against `dir` — the directory of the definition
+    /// file — instead of the working directory. A program without a `/` is still looked up on
+    /// PATH, and the other arguments are passed as written.
+    pub fn set_command_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.command_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory relative command paths are resolved against, if set.
+    pub fn command_dir(&self) -> Option<&Path> {
+        self.command_dir.as_deref()
+    }
+
+    /// `argv` with its program resolved as [`Handlers::set_command_dir`] says.
+    pub fn command_argv(&self, argv: &[String]) -> Vec<String> {
+        let mut argv = argv.to_vec();
+        if let (Some(dir), Some(prog)) = (&self.command_dir, argv.first_mut())
+            && prog.contains('/')
+            && !Path::new(prog.as_str()).is_absolute()
+        {
+            let mut rel = prog.as_str();
+            while let Some(rest) = rel.strip_prefix("./") {
+                rel = rest.trim_start_matches('/');
+            }
+            *prog = dir.join(rel).to_string_lossy().into_owned();
+        }
+        argv
+    }
+
     /// The implementation of `sub`'s function: its registered handler or its command.
     pub fn resolve(&self, sub: &SubGraph) -> Result<Arc<dyn Handler>> {
         if let Some(argv) = &sub.command {
-            return Ok(Arc::new(CommandHandler::new(argv.clone())));
+            return Ok(Arc::new(
+                CommandHandler::new(self.command_argv(argv)).with_env(sub.env.clone()),
+            ));
         }
         let name = sub.handler.as_deref().unwrap_or(&sub.name);
         self.by_name.get(name).cloned().ok_or_else(|| {
@@ -216,5 +384,36 @@ impl Handlers {
                 ),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn relative_programs_resolve_against_the_command_dir() {
+        let mut h = Handlers::new();
+        let same = argv(&["./steps/a.py", "./data.json"]);
+        assert_eq!(h.command_argv(&same), same, "no directory set: as written");
+        h.set_command_dir("/defs/proj");
+        for (prog, want) in [
+            ("./steps/a.py", "/defs/proj/steps/a.py"),
+            ("steps/a.py", "/defs/proj/steps/a.py"),
+            ("../bin/x", "/defs/proj/../bin/x"),
+            ("/usr/bin/env", "/usr/bin/env"),
+            ("python3", "python3"),
+        ] {
+            assert_eq!(
+                h.command_argv(&argv(&[prog, "./arg"])),
+                argv(&[want, "./arg"]),
+                "{prog}"
+            );
+        }
+        assert!(h.command_argv(&[]).is_empty());
     }
 }

@@ -680,6 +680,25 @@ impl Runtime {
                 }));
             }
         };
+        let limit = match sub.timeout {
+            None => None,
+            Some(secs) => Some(
+                Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        rt_err(
+                            ErrorKind::InvalidInput,
+                            "run",
+                            &sub.name,
+                            format!(
+                                "function '{}' has timeout {secs}, which is not a number of seconds above 0",
+                                sub.name
+                            ),
+                        )
+                    })?,
+            ),
+        };
         let env = m.envelope();
         let mut backoff = Duration::from_millis(retry.backoff_ms);
         let attempts = retry.max_attempts.max(1);
@@ -693,7 +712,25 @@ impl Runtime {
                 attempt,
                 vars: env.vars.clone(),
             };
-            match handler.call(input.clone(), &ctx).await {
+            let call = handler.call(input.clone(), &ctx);
+            let result = match limit {
+                None => call.await,
+                // Past the limit the call's future is dropped: a Rust handler stops at its next
+                // await, a command's process group is killed.
+                Some(limit) => tokio::time::timeout(limit, call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(FnError {
+                            kind: "Timeout".into(),
+                            message: format!(
+                                "function '{}' did not finish within its timeout of {} s (attempt {attempt} of {attempts})",
+                                sub.name,
+                                limit.as_secs_f64()
+                            ),
+                        })
+                    }),
+            };
+            match result {
                 Ok(v) => return Ok(Ok(v)),
                 Err(e) => {
                     last = Some(e);
