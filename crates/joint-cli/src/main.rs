@@ -140,6 +140,10 @@ struct RunArgs {
     /// `joint resume` can re-drive it later.
     #[arg(long)]
     no_resume: bool,
+    /// What the state directory's commits survive: `disk` (a power loss; the default) or
+    /// `process` (a crash of the process only; faster on slow disks).
+    #[arg(long, default_value = "disk")]
+    durability: joint_shim_local::Durability,
     /// Draw the run as a Gantt chart (SVG) into this file.
     #[arg(long, value_name = "PATH")]
     timeline: Option<PathBuf>,
@@ -369,6 +373,7 @@ async fn run(a: RunArgs) -> ExitCode {
         timeout: Some(std::time::Duration::from_secs(a.timeout)),
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),
         no_resume: a.no_resume,
+        durability: a.durability,
         ..RunOptions::default()
     };
     let recorder = a

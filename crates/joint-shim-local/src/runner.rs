@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub gc: Option<GcPolicy>,
     /// Count the local coordination stores' creates in this ledger.
     pub ledger: Option<joint_shim::layers::CommitLedger>,
+    /// What the state directory's commits survive (default: a power loss).
+    pub durability: crate::Durability,
     /// Give up waiting after this long (default 10 minutes).
     pub timeout: Option<Duration>,
     /// Clouds served by other backends (AWS, Aliyun, `joint serve`); every other cloud of the
@@ -195,6 +197,7 @@ pub fn deploy(
     if let Some(l) = &opts.ledger {
         b = b.ledger(l.clone());
     }
+    b = b.durability(opts.durability);
     let clouds = b.build()?;
     let mut cfg = opts.runtime.clone().unwrap_or_default();
     cfg.chaos = opts.chaos;
