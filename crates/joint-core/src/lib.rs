@@ -15,6 +15,7 @@ pub mod expr;
 pub mod import;
 pub mod machine;
 pub mod naming;
+pub mod recovery;
 pub mod sign;
 pub mod subgraph;
 pub mod validate;

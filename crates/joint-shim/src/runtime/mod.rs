@@ -1124,8 +1124,8 @@ pub async fn run_status(clouds: &Clouds, run_id: &str) -> Result<RunStatus> {
             items.push((c.name.clone(), key, item));
         }
     }
-    let present: std::collections::BTreeSet<&str> =
-        items.iter().map(|(_, k, _)| k.as_str()).collect();
+    let present: std::collections::BTreeSet<String> =
+        items.iter().map(|(_, k, _)| k.clone()).collect();
     let now = now_ms();
     let mut instances = Vec::new();
     for (cloud, key, item) in &items {
@@ -1136,11 +1136,8 @@ pub async fn run_status(clouds: &Clouds, run_id: &str) -> Result<RunStatus> {
         let mut invoked = std::collections::BTreeSet::new();
         let mut overdue = std::collections::BTreeSet::new();
         for e in &item.invoked {
-            let (name, deadline) = naming::split_invocation_entry(e);
-            invoked.insert(name.to_string());
-            let missing = naming::parse_instance_name(name).is_some()
-                && !present.contains(format!("{run_id}/{name}").as_str());
-            if missing && deadline.is_some_and(|d| d <= now) {
+            invoked.insert(naming::split_invocation_entry(e).0.to_string());
+            if let Some(name) = joint_core::recovery::overdue(run_id, e, &present, now, false) {
                 overdue.insert(name.to_string());
             }
         }

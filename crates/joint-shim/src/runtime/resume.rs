@@ -13,10 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use futures::stream::{self, StreamExt};
-use joint_core::envelope::{Envelope, ItemRecord, OutputRecord, RunRecord};
+use joint_core::envelope::{Envelope, ItemRecord, RunRecord};
 use joint_core::machine::{self, Machine, Outcome, StoredItem};
 use joint_core::naming;
-use joint_core::subgraph::{Shape, SubGraph};
+use joint_core::recovery;
+use joint_core::subgraph::SubGraph;
 use serde::Serialize;
 
 use super::{Runtime, now_ms, rt_err};
@@ -167,76 +168,89 @@ impl Runtime {
             ));
         }
         let record = self.run_record(run).await?;
-        let mut items = self.committed_items(run).await?;
+        let items = self.committed_items(run).await?;
+        if opts.from.is_none()
+            && let Some(rec) = &record
+            && let Some(r) = self.resume_batch_handoff(run, rec, opts.force).await?
+        {
+            return Ok(r);
+        }
+        let committed: Vec<recovery::Committed<'_>> = items
+            .iter()
+            .map(|f| recovery::Committed {
+                key: &f.key,
+                invoked: &f.item.invoked,
+                record: &f.rec,
+            })
+            .collect();
+        let plan_opts = recovery::Options {
+            force: opts.force,
+            from: opts.from.clone(),
+            grace_ms: self.grace_ms(),
+        };
+        let plan = recovery::plan(
+            &self.inner.workflow,
+            run,
+            record.as_ref(),
+            &committed,
+            now_ms(),
+            &plan_opts,
+        )
+        .map_err(|e| {
+            rt_err(
+                ErrorKind::InvalidInput,
+                "resume",
+                run,
+                format!("run '{run}': {e}"),
+            )
+        })?;
+        let todo = match plan {
+            recovery::Plan::Finished { ok } => {
+                return Ok(ResumeReport::new(run, ResumeOutcome::Finished { ok }));
+            }
+            recovery::Plan::NotStarted => {
+                return Ok(ResumeReport::new(run, ResumeOutcome::NotStarted));
+            }
+            recovery::Plan::InProgress { wait_ms } => {
+                return Ok(ResumeReport::new(
+                    run,
+                    ResumeOutcome::InProgress { wait_ms },
+                ));
+            }
+            recovery::Plan::Redrive(r) => r,
+        };
         let mut report = ResumeReport::new(run, ResumeOutcome::Resumed);
-        let mut reinvoke: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        match &opts.from {
-            None => {
-                if let Some(rec) = &record {
-                    if let Some(r) = self.resume_batch_handoff(run, rec, opts.force).await? {
-                        return Ok(r);
-                    }
-                    let ok = matches!(rec.result, OutputRecord::Ok(_));
-                    return Ok(ResumeReport::new(run, ResumeOutcome::Finished { ok }));
-                }
-                if items.is_empty() {
-                    return Ok(ResumeReport::new(run, ResumeOutcome::NotStarted));
-                }
-            }
-            Some(from) => {
-                let (deleted, again) = self.rewind(run, from, &items, record.is_some()).await?;
-                items.retain(|f| !deleted.contains(&f.key));
-                report.deleted = deleted.into_iter().collect();
-                reinvoke = again;
-            }
+        for (cloud, key) in &todo.delete {
+            self.inner.clouds.get(cloud)?.coord.delete(key).await?;
+            report.deleted.push(key.clone());
         }
-        let now = now_ms();
-        let present: BTreeSet<String> = items.iter().map(|f| f.key.clone()).collect();
-        let grace = u64::try_from(self.inner.cfg.invoke_deadline.as_millis()).unwrap_or(u64::MAX);
-        let mut latest = 0u64;
-        let mut lost = BTreeSet::new();
-        for f in &items {
-            latest = latest.max(f.rec.at_ms.unwrap_or(0).saturating_add(grace));
-            for entry in &f.item.invoked {
-                let (name, deadline) = naming::split_invocation_entry(entry);
-                if naming::parse_instance_name(name).is_none() {
-                    continue; // a batch hand-off: its run is re-driven on its own
-                }
-                latest = latest.max(deadline.unwrap_or(0));
-                let overdue = opts.force || deadline.is_some_and(|d| d <= now);
-                let target = format!("{run}/{name}");
-                if overdue && !present.contains(&target) {
-                    lost.insert(target);
-                    reinvoke
-                        .entry(f.key.clone())
-                        .or_default()
-                        .insert(name.to_string());
-                }
-            }
+        if todo.delete_record {
+            let home = self.home()?.faas.clone();
+            self.inner
+                .clouds
+                .get(&home)?
+                .coord
+                .delete(&naming::run_key(run))
+                .await?;
         }
-        if opts.from.is_none() && !opts.force && reinvoke.is_empty() && latest > now {
-            report.outcome = ResumeOutcome::InProgress {
-                wait_ms: latest - now,
-            };
-            return Ok(report);
-        }
+        report.deleted.sort();
+        let deleted: BTreeSet<&str> = todo.delete.iter().map(|(_, k)| k.as_str()).collect();
         let shared = Redrive {
-            present,
-            lost,
+            present: items
+                .iter()
+                .filter(|f| !deleted.contains(f.key.as_str()))
+                .map(|f| f.key.clone())
+                .collect(),
+            lost: todo.lost,
             claimed: Mutex::new(BTreeSet::new()),
             invoked: Mutex::new(Vec::new()),
         };
-        let none = BTreeSet::new();
-        let mut by_function: BTreeMap<&str, Vec<&Envelope>> = BTreeMap::new();
-        for e in items.iter().filter_map(|f| f.rec.env.as_ref()) {
-            by_function.entry(e.function.as_str()).or_default().push(e);
-        }
         // Futures made up front: a closure inside the stream would not be `Send` for every
         // lifetime, which the `Deliver` trait's sweep needs.
         let futures: Vec<_> = items
             .iter()
-            .filter(|f| !self.settled_branch(f, &by_function))
-            .map(|f| self.redrive_keyed(run, f, reinvoke.get(&f.key).unwrap_or(&none), &shared))
+            .filter_map(|f| todo.drive.get(&f.key).map(|again| (f, again)))
+            .map(|(f, again)| self.redrive_keyed(run, f, again, &shared))
             .collect();
         let results: Vec<(String, Result<Outcome>)> = stream::iter(futures)
             .buffer_unordered(DRIVE_CONCURRENCY)
@@ -252,6 +266,11 @@ impl Runtime {
         report.redriven = std::mem::take(&mut *lock(&shared.invoked));
         report.redriven.sort();
         Ok(report)
+    }
+
+    /// The invoke deadline in milliseconds.
+    pub(super) fn grace_ms(&self) -> u64 {
+        u64::try_from(self.inner.cfg.invoke_deadline.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// What a host that sees nothing in flight does when run `run` has no result: every missing
@@ -364,67 +383,30 @@ impl Runtime {
         rec: &RunRecord,
         force: bool,
     ) -> Result<Option<ResumeReport>> {
-        let Some(batch_run) = &rec.batched_into else {
-            return Ok(None);
-        };
-        let OutputRecord::Ok(_) = &rec.result else {
-            return Ok(None);
-        };
         let wf = &self.inner.workflow;
-        let Some((instance_name, func, step)) = rec
-            .finished_by
-            .split_once('/')
-            .and_then(|(_, name)| naming::parse_instance_name(name).map(|(f, s)| (name, f, s)))
-        else {
+        let Some(h) = recovery::handoff(wf, run, rec, self.grace_ms()) else {
             return Ok(None);
         };
-        let Some(sub) = wf.sub(func) else {
-            return Ok(None);
-        };
-        if !matches!(sub.shape(), Ok(Shape::ByBatch)) {
+        if self.batch_started(&h).await? {
             return Ok(None);
         }
-        if self.batch_started(batch_run, sub).await? {
-            return Ok(None);
-        }
-        let grace = u64::try_from(self.inner.cfg.invoke_deadline.as_millis()).unwrap_or(u64::MAX);
-        let due = rec.finished_ms.map_or(0, |t| t.saturating_add(grace));
         let now = now_ms();
-        if !force && due > now {
+        if !force && h.due_ms > now {
             return Ok(Some(ResumeReport::new(
                 run,
-                ResumeOutcome::InProgress { wait_ms: due - now },
+                ResumeOutcome::InProgress {
+                    wait_ms: h.due_ms - now,
+                },
             )));
         }
-        // The instance that ended the run, rebuilt from its record: a ByBatch edge is never
-        // inside a fork (the validator refuses it), so its branch stack is empty; the batch's
-        // start event carries no loop variables.
-        let env = Envelope {
-            v: joint_core::envelope::ENVELOPE_VERSION,
-            workflow: wf.name.clone(),
-            workflow_id: run.to_string(),
-            function: func.to_string(),
-            step,
-            branch: vec![],
-            vars: BTreeMap::new(),
-            input: joint_core::envelope::Input::Inline(serde_json::Value::Null),
-            home: self.home()?.faas.clone(),
-            def_hash: wf.hash.clone(),
-            trace: None,
-            tag: None,
-        };
-        if env.instance_name() != instance_name {
+        let Some(sub) = wf.sub(&h.function) else {
             return Ok(None);
-        }
-        let item = StoredItem {
-            value: ItemRecord::new(rec.result.clone(), &env, rec.finished_ms).encode(),
-            invoked: BTreeSet::new(),
         };
         let cfg = self.machine_config(sub, &sub.faas)?;
-        let mut m = Machine::new(sub, env, cfg)
+        let mut m = Machine::new(sub, h.envelope, cfg)
             .map_err(|e| rt_err(ErrorKind::InvalidInput, "resume", run, e.to_string()))?;
         let first = m
-            .resume(item, &BTreeSet::new())
+            .resume(h.item, &BTreeSet::new())
             .map_err(|e| rt_err(ErrorKind::InvalidInput, "resume", run, e.to_string()))?;
         let shared = Redrive {
             present: BTreeSet::new(),
@@ -445,16 +427,20 @@ impl Runtime {
     }
 
     /// Whether the run a batch starts exists: its start instance committed, or it has a record.
-    async fn batch_started(&self, batch_run: &str, from: &SubGraph) -> Result<bool> {
-        let Some(target) = from.next.first() else {
-            return Ok(true);
-        };
-        let start = self.inner.clouds.get(&target.faas)?;
-        let start_key = naming::instance_id(batch_run, &target.name, 0, &[]);
-        if start.coord.get(&start_key).await?.is_some() {
+    async fn batch_started(&self, h: &recovery::Handoff) -> Result<bool> {
+        let (cloud, key) = &h.start;
+        if self
+            .inner
+            .clouds
+            .get(cloud)?
+            .coord
+            .get(key)
+            .await?
+            .is_some()
+        {
             return Ok(true);
         }
-        Ok(self.run_record(batch_run).await?.is_some())
+        Ok(self.run_record(&h.batch_run).await?.is_some())
     }
 
     /// Every committed item of `run` on every cloud, decoded.
@@ -491,28 +477,6 @@ impl Runtime {
             }
         }
         Ok(out)
-    }
-
-    /// A fan-in branch whose aggregator has committed has nothing left to do.
-    ///
-    /// `by_function` holds the run's committed envelopes by function, so the check looks only at
-    /// the aggregator's instances rather than at every item.
-    fn settled_branch(&self, f: &Found, by_function: &BTreeMap<&str, Vec<&Envelope>>) -> bool {
-        let Some(env) = &f.rec.env else { return false };
-        let Some(sub) = self.inner.workflow.sub(&env.function) else {
-            return false;
-        };
-        if !matches!(sub.shape(), Ok(Shape::FanIn | Shape::ByRedundant)) {
-            return false;
-        }
-        let (Some(top), Some(next)) = (env.branch.last(), sub.next.first()) else {
-            return false;
-        };
-        let parent = &env.branch[..env.branch.len() - 1];
-        by_function.get(next.name.as_str()).is_some_and(|aggs| {
-            aggs.iter()
-                .any(|a| a.branch == parent && a.step > top.fork_step)
-        })
     }
 
     fn sub_of(&self, run: &str, f: &Found) -> Result<(&SubGraph, Envelope)> {
@@ -623,145 +587,4 @@ impl Runtime {
         }
         r
     }
-
-    /// `--from`: delete what re-running from `function` replaces; return the deleted keys and,
-    /// per surviving predecessor, the instances it must invoke again.
-    async fn rewind(
-        &self,
-        run: &str,
-        function: &str,
-        items: &[Found],
-        finished: bool,
-    ) -> Result<(BTreeSet<String>, BTreeMap<String, BTreeSet<String>>)> {
-        let wf = &self.inner.workflow;
-        let bad = |msg: String| rt_err(ErrorKind::InvalidInput, "resume", run, msg);
-        if wf.sub(function).is_none() {
-            return Err(bad(format!(
-                "workflow '{}' has no function '{function}' (functions: {})",
-                wf.name,
-                wf.functions.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        if function == wf.start {
-            return Err(bad(format!(
-                "'{function}' is the start function: re-running from it is a new run (`joint run` with a new run id)"
-            )));
-        }
-        if items.is_empty() {
-            return Err(bad(if finished {
-                format!(
-                    "run '{run}' finished and its working state was collected; keep it (`joint run --keep`) to re-run from a function"
-                )
-            } else {
-                format!("nothing of run '{run}' is in the stores")
-            }));
-        }
-        // The earliest step at which `function` ran or was invoked.
-        let mut steps: Vec<u32> = Vec::new();
-        for f in items {
-            if let Some(e) = &f.rec.env
-                && e.function == function
-            {
-                steps.push(e.step);
-            }
-            for entry in &f.item.invoked {
-                let (name, _) = naming::split_invocation_entry(entry);
-                if let Some((func, step)) = naming::parse_instance_name(name)
-                    && func == function
-                {
-                    steps.push(step);
-                }
-            }
-        }
-        let Some(from_step) = steps.into_iter().min() else {
-            return Err(bad(format!(
-                "function '{function}' was not reached in run '{run}'; there is nothing to re-run from"
-            )));
-        };
-        let after = reachable(wf, function);
-        let replaced = |func: &str, step: u32| after.contains(func) && step >= from_step;
-        let mut deleted = BTreeSet::new();
-        let mut joins = BTreeSet::new();
-        for f in items {
-            let Some(e) = &f.rec.env else { continue };
-            if !replaced(&e.function, e.step) {
-                continue;
-            }
-            deleted.insert(f.key.clone());
-            // A replaced fan-in branch joins again: its join starts over (the surviving
-            // branches of that join are driven again and re-join too).
-            if let Some(sub) = wf.sub(&e.function)
-                && matches!(sub.shape(), Ok(Shape::FanIn | Shape::ByRedundant))
-                && let (Some(top), Some(next)) = (e.branch.last(), sub.next.first())
-            {
-                let parent = &e.branch[..e.branch.len() - 1];
-                joins.insert((
-                    next.faas.clone(),
-                    naming::join_key(run, &next.name, top.fork_step, parent),
-                ));
-            }
-        }
-        let mut again: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for f in items.iter().filter(|f| !deleted.contains(&f.key)) {
-            for entry in &f.item.invoked {
-                let (name, _) = naming::split_invocation_entry(entry);
-                if let Some((func, step)) = naming::parse_instance_name(name)
-                    && replaced(func, step)
-                {
-                    again
-                        .entry(f.key.clone())
-                        .or_default()
-                        .insert(name.to_string());
-                }
-            }
-        }
-        let home_of = |key: &str| -> Result<&str> {
-            let func = key
-                .split_once('/')
-                .and_then(|(_, n)| naming::parse_instance_name(n))
-                .map(|(func, _)| func)
-                .unwrap_or_default();
-            wf.sub(func)
-                .map(|s| s.faas.as_str())
-                .ok_or_else(|| bad(format!("item '{key}' names no function of the workflow")))
-        };
-        for key in &deleted {
-            self.inner
-                .clouds
-                .get(home_of(key)?)?
-                .coord
-                .delete(key)
-                .await?;
-        }
-        for (cloud, key) in &joins {
-            self.inner.clouds.get(cloud)?.coord.delete(key).await?;
-        }
-        if finished {
-            let home = self.home()?.faas.clone();
-            self.inner
-                .clouds
-                .get(&home)?
-                .coord
-                .delete(&naming::run_key(run))
-                .await?;
-        }
-        let mut all = deleted;
-        all.extend(joins.into_iter().map(|(_, k)| k));
-        Ok((all, again))
-    }
-}
-
-/// `function` and every function reachable from it along the workflow's edges.
-fn reachable(wf: &joint_core::workflow::Workflow, function: &str) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![function.to_string()];
-    while let Some(f) = todo.pop() {
-        if !seen.insert(f.clone()) {
-            continue;
-        }
-        if let Some(sub) = wf.sub(&f) {
-            todo.extend(sub.next.iter().map(|n| n.name.clone()));
-        }
-    }
-    seen
 }
