@@ -14,7 +14,7 @@ use crate::harness::cpu_ms;
 /// Benchmark arguments.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `chain`, `scale`, `paper`, `sfn`, `failover` or `faults`.
+    /// Which benchmark: `chain`, `scale`, `paper`, `sfn`, `failover`, `faults` or `languages`.
     #[arg(default_value = "chain")]
     pub which: String,
     /// `failover`: length of the experiment in seconds.
@@ -108,6 +108,7 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
     match a.which.as_str() {
         "chain" => {}
         "scale" => return scale(a.width).await,
+        "languages" => return crate::langbench::languages(a.runs.unwrap_or(20)).await,
         "failover" => {
             let latency = match &a.latency {
                 None => serde_json::from_str(include_str!("../../../examples/latency/paper.json")),

@@ -8,6 +8,7 @@ mod failoverbench;
 mod faultbench;
 mod graph;
 mod harness;
+mod langbench;
 mod load;
 mod paperbench;
 mod paperbench_cases;
@@ -207,7 +208,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn unknown_handlers(w: &joint_core::workflow::Workflow, known: &[String]) -> Vec<String> {
     w.functions
         .values()
-        .filter(|s| s.command.is_none())
+        .filter(|s| s.command.is_none() && s.worker.is_none())
         .filter_map(|s| {
             let name = s.handler.as_deref().unwrap_or(&s.name);
             if known.iter().any(|k| k == name) {

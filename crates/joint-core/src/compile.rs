@@ -47,6 +47,7 @@ pub fn compile_with_warnings(def: &Definition) -> Result<(Workflow, Diagnostics)
         s.memory_mb = def.memory_of(f);
         s.handler = f.handler.clone();
         s.command = f.command.clone();
+        s.worker = f.worker.clone();
         s.env = f.env.clone().unwrap_or_default();
         s.timeout = f.timeout;
         s.retry = f

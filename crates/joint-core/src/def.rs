@@ -188,8 +188,12 @@ pub struct FunctionDef {
     /// stdout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// Extra environment variables of a `command` (names: letters, digits and `_`, not starting
-    /// with a digit or with `JOINT_`).
+    /// argv of a long-lived worker process serving the function (and others naming the same
+    /// worker) over JSON lines on stdin/stdout: see docs/workers.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Vec<String>>,
+    /// Extra environment variables of a `command` or `worker` (names: letters, digits and `_`,
+    /// not starting with a digit or with `JOINT_`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
     /// Seconds one attempt of the function may take (fractions allowed, > 0, at most

@@ -116,10 +116,13 @@ pub fn import(name: &str, subs: Vec<SubGraph>) -> Result<Workflow, Diagnostics> 
                 Diagnostic::error("bad-field", format!("Timeout: {msg}")).with_function(&s.name),
             );
         }
-        if !s.env.is_empty() && s.command.is_none() {
+        if !s.env.is_empty() && s.command.is_none() && s.worker.is_none() {
             out.push(
-                Diagnostic::error("bad-field", "Env applies to sub-graphs with a Command only")
-                    .with_function(&s.name),
+                Diagnostic::error(
+                    "bad-field",
+                    "Env applies to sub-graphs with a Command or Worker only",
+                )
+                .with_function(&s.name),
             );
         }
         for (_, msg) in env_problems(&s.env) {
@@ -391,7 +394,7 @@ pub fn import(name: &str, subs: Vec<SubGraph>) -> Result<Workflow, Diagnostics> 
                 s.failover = fo;
             }
             s.start = *n == start;
-            if s.handler.is_none() && s.command.is_none() {
+            if s.handler.is_none() && s.command.is_none() && s.worker.is_none() {
                 s.handler = Some(n.clone());
             }
             for e in &mut s.next {

@@ -415,7 +415,10 @@ pub struct SubGraph {
     /// joint: argv of a local command implementing the function (JSON on stdin, JSON on stdout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// joint: extra environment variables of the command.
+    /// joint: argv of the long-lived worker process serving the function (JSON lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Vec<String>>,
+    /// joint: extra environment variables of the command or worker.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// joint: seconds one attempt of the user function may take; past it the attempt fails with

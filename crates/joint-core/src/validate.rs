@@ -258,32 +258,55 @@ fn check_function(
     out: &mut Diagnostics,
 ) {
     let err = |code: &'static str, msg: String| Diagnostic::error(code, msg).with_function(&f.name);
-    match (&f.handler, &f.command) {
-        (None, None) => out.push(
+    let kinds: Vec<&str> = [
+        f.handler.as_ref().map(|_| "handler"),
+        f.command.as_ref().map(|_| "command"),
+        f.worker.as_ref().map(|_| "worker"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match kinds.as_slice() {
+        [] => out.push(
             err(
                 "no-implementation",
-                "has neither `handler` nor `command`; set exactly one".into(),
+                "has neither `handler`, `command` nor `worker`; set exactly one".into(),
             )
             .at(loc.func(i)),
         ),
-        (Some(_), Some(_)) => out.push(
+        [_] => {}
+        [_, second, ..] => out.push(
             err(
                 "two-implementations",
-                "has both `handler` and `command`; set exactly one".into(),
+                format!(
+                    "has {}; set exactly one of `handler`, `command` and `worker`",
+                    kinds
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
             )
-            .at(loc.field(i, "command").or(loc.func(i))),
+            .at(loc.field(i, second).or(loc.func(i))),
         ),
-        (Some(h), None) if h.trim().is_empty() => {
-            out.push(err("bad-field", "`handler` is empty".into()).at(loc.field(i, "handler")))
+    }
+    if let Some(h) = &f.handler
+        && h.trim().is_empty()
+    {
+        out.push(err("bad-field", "`handler` is empty".into()).at(loc.field(i, "handler")))
+    }
+    for (field, argv) in [("command", &f.command), ("worker", &f.worker)] {
+        if let Some(c) = argv
+            && (c.is_empty() || c[0].trim().is_empty())
+        {
+            out.push(
+                err(
+                    "bad-field",
+                    format!("`{field}` must name a program, e.g. [\"python3\", \"step.py\"]"),
+                )
+                .at(loc.field(i, field)),
+            );
         }
-        (None, Some(c)) if c.is_empty() || c[0].trim().is_empty() => out.push(
-            err(
-                "bad-field",
-                "`command` must name a program, e.g. [\"python3\", \"step.py\"]".into(),
-            )
-            .at(loc.field(i, "command")),
-        ),
-        _ => {}
     }
     if f.memory_mb == Some(0) {
         out.push(
@@ -307,11 +330,11 @@ fn check_function(
         out.push(err("bad-field", msg).at(loc.field(i, "timeout")));
     }
     if let Some(env) = &f.env {
-        if f.command.is_none() {
+        if f.command.is_none() && f.worker.is_none() {
             out.push(
                 err(
                     "bad-field",
-                    "`env` applies to `command` functions only".into(),
+                    "`env` applies to `command` and `worker` functions only".into(),
                 )
                 .at(loc.field(i, "env")),
             );
@@ -651,6 +674,7 @@ pub(crate) fn blank_subgraph(name: &str) -> SubGraph {
         memory_mb: crate::def::DEFAULT_MEMORY_MB,
         handler: None,
         command: None,
+        worker: None,
         env: BTreeMap::new(),
         timeout: None,
         retry: RetryPolicy::default(),
@@ -1694,7 +1718,10 @@ functions:
         );
         assert_eq!(
             at("f"),
-            vec![(Some(29), "`env` applies to `command` functions only")],
+            vec![(
+                Some(29),
+                "`env` applies to `command` and `worker` functions only"
+            )],
             "a timeout on a handler is fine: {ds}"
         );
         let shown = ds.to_string();

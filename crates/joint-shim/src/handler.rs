@@ -112,7 +112,7 @@ impl CommandHandler {
     }
 }
 
-fn tail(s: &[u8], max: usize) -> String {
+pub(crate) fn tail(s: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(s);
     let t = text.trim();
     if t.len() <= max {
@@ -128,13 +128,13 @@ fn tail(s: &[u8], max: usize) -> String {
 
 /// Kills a command's process group: once when the command has exited (what it left behind), or
 /// when dropped before that (the call was abandoned).
-struct ProcessGroup {
+pub(crate) struct ProcessGroup {
     #[cfg(unix)]
     pgid: Option<libc::pid_t>,
 }
 
 impl ProcessGroup {
-    fn of(child: &tokio::process::Child) -> ProcessGroup {
+    pub(crate) fn of(child: &tokio::process::Child) -> ProcessGroup {
         #[cfg(unix)]
         {
             ProcessGroup {
@@ -153,7 +153,7 @@ impl ProcessGroup {
 
     /// SIGKILL every process of the group (the child was spawned as its leader, so the group id
     /// is its pid). Idempotent.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         #[cfg(unix)]
         if let Some(pgid) = self.pgid.take() {
             // SAFETY: killpg only sends a signal; the group was created for this command.
@@ -308,7 +308,11 @@ impl Handler for CommandHandler {
 pub struct Handlers {
     by_name: BTreeMap<String, Arc<dyn Handler>>,
     command_dir: Option<PathBuf>,
+    /// Worker processes by command and environment, shared by clones.
+    workers: Arc<std::sync::Mutex<BTreeMap<WorkerKey, crate::worker::Worker>>>,
 }
+
+type WorkerKey = (Vec<String>, BTreeMap<String, String>);
 
 impl fmt::Debug for Handlers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -347,24 +351,49 @@ impl Handlers {
         self.command_dir.as_deref()
     }
 
-    /// `argv` with its program resolved as [`Handlers::set_command_dir`] says.
+    /// `argv` with its paths resolved as [`Handlers::set_command_dir`] says: the program when it
+    /// contains a `/` and is relative, and every argument that starts with `./` or `../` (a
+    /// script given to an interpreter: `[python3, ./steps.py]`).
     pub fn command_argv(&self, argv: &[String]) -> Vec<String> {
         let mut argv = argv.to_vec();
-        if let (Some(dir), Some(prog)) = (&self.command_dir, argv.first_mut())
-            && prog.contains('/')
-            && !Path::new(prog.as_str()).is_absolute()
-        {
-            let mut rel = prog.as_str();
+        let Some(dir) = &self.command_dir else {
+            return argv;
+        };
+        let resolve = |p: &str| {
+            let mut rel = p;
             while let Some(rest) = rel.strip_prefix("./") {
                 rel = rest.trim_start_matches('/');
             }
-            *prog = dir.join(rel).to_string_lossy().into_owned();
+            dir.join(rel).to_string_lossy().into_owned()
+        };
+        for (i, a) in argv.iter_mut().enumerate() {
+            let program = i == 0 && a.contains('/') && !Path::new(a.as_str()).is_absolute();
+            let script = i > 0 && (a.starts_with("./") || a.starts_with("../"));
+            if program || script {
+                *a = resolve(a);
+            }
         }
         argv
     }
 
-    /// The implementation of `sub`'s function: its registered handler or its command.
+    /// The implementation of `sub`'s function: its registered handler, its command, or the
+    /// worker process that serves it (started once and shared by the functions that name the
+    /// same worker command and environment).
     pub fn resolve(&self, sub: &SubGraph) -> Result<Arc<dyn Handler>> {
+        if let Some(argv) = &sub.worker {
+            let key = (self.command_argv(argv), sub.env.clone());
+            let worker = self
+                .workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key.clone())
+                .or_insert_with(|| crate::worker::Worker::new(key.0, key.1))
+                .clone();
+            return Ok(Arc::new(crate::worker::WorkerFunction::new(
+                worker,
+                sub.name.clone(),
+            )));
+        }
         if let Some(argv) = &sub.command {
             return Ok(Arc::new(
                 CommandHandler::new(self.command_argv(argv)).with_env(sub.env.clone()),

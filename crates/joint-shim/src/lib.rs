@@ -20,6 +20,7 @@ pub mod layers;
 pub mod observe;
 pub mod runtime;
 pub mod traits;
+pub mod worker;
 
 pub use caps::{BlobCapabilities, FaasCapabilities, StoreCapabilities};
 pub use cloud::{Cloud, Clouds};
