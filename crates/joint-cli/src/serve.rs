@@ -10,7 +10,9 @@ use joint_shim::{Deliver, GcPolicy, Runtime, RuntimeConfig};
 use joint_shim_local::LocalCloudsBuilder;
 use joint_shim_local::serve::{ServeState, endpoint_names, serve};
 
-/// `joint serve` arguments.
+/// `joint serve` arguments. The hosted functions run with the configuration of a deployed
+/// function (`RuntimeConfig::from_env`): `JOINT_KEYS` makes them refuse unsigned and forged
+/// events, `JOINT_INVOKE_DEADLINE_SECS` sets the invocation deadline.
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// Workflow whose functions these clouds host (optional: stores only without it).
@@ -93,11 +95,16 @@ pub async fn run(a: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    let runtime = workflow.map(|w| {
-        let cfg = RuntimeConfig {
+    // The same configuration as a deployed function (`JOINT_KEYS`, `JOINT_INVOKE_DEADLINE_SECS`):
+    // with deployment keys, unsigned and forged events are refused here as they are there.
+    let cfg = match RuntimeConfig::from_env() {
+        Ok(c) => RuntimeConfig {
             gc: GcPolicy::Immediate,
-            ..RuntimeConfig::default()
-        };
+            ..c
+        },
+        Err(e) => return fail(e),
+    };
+    let runtime = workflow.map(|w| {
         let rt = Runtime::new(
             w,
             clouds.clouds.clone(),
