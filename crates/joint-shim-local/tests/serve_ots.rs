@@ -324,6 +324,73 @@ async fn reads_apply_filters_time_ranges_and_versions() {
 }
 
 #[tokio::test]
+async fn sign_v4_requests_are_verified_and_answered_with_the_v4_key() {
+    let ots = start().await;
+    let url = ots.client.endpoint().to_string();
+    let client = |secret: &str, region: &str| {
+        OtsClient::builder()
+            .endpoint(url.clone())
+            .instance("joint-test")
+            .credential(Credential::new(AK, secret))
+            .sign_version(joint_shim_aliyun::sign::ots::SignVersion::V4 {
+                region: region.into(),
+            })
+            .build()
+            .expect("client")
+    };
+    // The client checks the response Authorization: it must be signed with the V4 key.
+    let tables: proto::ListTableResponse = client(SK, "cn-hangzhou")
+        .call("ListTable", &proto::ListTableRequest {})
+        .await
+        .expect("a SignV4 request passes");
+    assert_eq!(tables.table_names, ["t"]);
+    let e = client("tampered", "cn-hangzhou")
+        .call::<_, proto::ListTableResponse>("ListTable", &proto::ListTableRequest {})
+        .await
+        .expect_err("wrong secret");
+    assert_eq!((e.status, e.code.as_str()), (403, "OTSAuthFailed"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_v4_request_for_another_region_is_refused() {
+    let local = LocalCloudsBuilder::new()
+        .clouds(["aliyun"])
+        .build()
+        .expect("local clouds");
+    let state = Arc::new(ServeState {
+        runtime: None,
+        clouds: local,
+        settings: BTreeMap::from([
+            ("aliyun.access_key_id".to_string(), AK.to_string()),
+            ("aliyun.access_key_secret".to_string(), SK.to_string()),
+            ("ots.region".to_string(), "cn-hangzhou".to_string()),
+        ]),
+    });
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let served = spawn(state, vec![("ots".into(), any)])
+        .await
+        .expect("serve");
+    for (region, ok) in [("cn-hangzhou", true), ("cn-beijing", false)] {
+        let r = OtsClient::builder()
+            .endpoint(served.url("ots").expect("url"))
+            .instance("joint-test")
+            .credential(Credential::new(AK, SK))
+            .sign_version(joint_shim_aliyun::sign::ots::SignVersion::V4 {
+                region: region.into(),
+            })
+            .build()
+            .expect("client")
+            .call::<_, proto::ListTableResponse>("ListTable", &proto::ListTableRequest {})
+            .await;
+        match (r, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => assert_eq!(e.code, "OTSAuthFailed", "{e:?}"),
+            (r, _) => panic!("{region}: {r:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn expired_cells_are_not_read() {
     let ots = start().await;
     ots.create(

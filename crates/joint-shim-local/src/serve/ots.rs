@@ -1,8 +1,9 @@
 //! Tablestore over HTTP: the wide-column actions joint's store and the official SDK use —
 //! CreateTable, ListTable, DeleteTable, PutRow, GetRow, UpdateRow, DeleteRow, BatchWriteRow,
 //! GetRange — with row-existence and column conditions, atomic increments and
-//! `RT_AFTER_MODIFY`. Every request's SignV2 signature (and content MD5 and date) is verified;
-//! answers carry the response signature the SDKs check. Errors are protobuf `Error` bodies.
+//! `RT_AFTER_MODIFY`. Every request's signature — SignV2, or SignV4 as the SDKs send it when
+//! configured with a region — and content MD5 and date are verified; answers carry the
+//! response signature the SDKs check (for SignV4, keyed with the request's signing key). Errors are protobuf `Error` bodies.
 //!
 //! Request data is bounded before it is used: a filter or column condition holds at most
 //! [`MAX_FILTER_CONDITIONS`] single-column conditions nested at most [`MAX_FILTER_DEPTH`]
@@ -20,6 +21,7 @@
 //! Rows live in memory for the life of the server, behind one lock, so every request is
 //! atomic per row (and per batch). Settings: `aliyun.access_key_id` / `aliyun.access_key_secret`
 //! (else `ALIBABA_CLOUD_*`), optional `ots.instance` (refuse other instance names),
+//! optional `ots.region` (refuse SignV4 requests scoped to another region),
 //! `ots.timeout_secs` (default 30 s; past it a request is answered 408 `OTSRequestTimeout`, see
 //! [`super`]).
 
@@ -193,6 +195,18 @@ pub(super) fn timed_out(state: &ServeState, _: &Method, uri: &Uri, message: &str
 }
 
 fn answer(state: &ServeState, action: &str, status: u16, body: Vec<u8>) -> Response {
+    answer_with(state, action, status, body, &sign::ots::ResponseKey::V2)
+}
+
+/// An answer whose `Authorization` is signed with `key` (the request's SignV4 key, or the
+/// secret for SignV2 and for requests that did not verify).
+fn answer_with(
+    state: &ServeState,
+    action: &str,
+    status: u16,
+    body: Vec<u8>,
+    key: &sign::ots::ResponseKey,
+) -> Response {
     let mut h = vec![
         ("x-ots-requestid".to_string(), request_id()),
         ("x-ots-date".to_string(), Timestamp::now().iso8601_millis()),
@@ -203,7 +217,7 @@ fn answer(state: &ServeState, action: &str, status: u16, body: Vec<u8>) -> Respo
         ),
     ];
     if let Some(c) = credential(state) {
-        let auth = sign::ots::response_authorization(&format!("/{action}"), &h, &c);
+        let auth = sign::ots::response_authorization_with(&format!("/{action}"), &h, &c, key);
         h.push(("authorization".into(), auth));
     }
     let mut r = (
@@ -253,15 +267,27 @@ async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
             (405, "OTSMethodNotAllowed", "only POST is supported".into()),
         );
     }
-    if let Err(e) = sign::ots::verify(
+    let region = ots.state.settings.get("ots.region").map(String::as_str);
+    let key = match sign::ots::verify_request(
         &parts,
         &body,
         lookup(&ots.state),
         Timestamp::now(),
         MAX_SKEW_SECS,
+        region,
     ) {
-        return fail(&ots.state, &action, (403, "OTSAuthFailed", e.to_string()));
-    }
+        Ok(v) => v.response_key,
+        Err(e) => return fail(&ots.state, &action, (403, "OTSAuthFailed", e.to_string())),
+    };
+    let fail = |state: &ServeState, action: &str, f: Fail| {
+        let e = OtsError {
+            status: f.0,
+            code: f.1.to_string(),
+            message: f.2,
+            request_id: None,
+        };
+        answer_with(state, action, f.0, e.encode_body(), &key)
+    };
     if let Some(want) = ots.state.settings.get("ots.instance")
         && parts.get("x-ots-instancename") != Some(want.as_str())
     {
@@ -272,7 +298,7 @@ async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
         );
     }
     match dispatch(&ots, &action, &body) {
-        Ok(out) => answer(&ots.state, &action, 200, out),
+        Ok(out) => answer_with(&ots.state, &action, 200, out, &key),
         Err(f) => fail(&ots.state, &action, f),
     }
 }

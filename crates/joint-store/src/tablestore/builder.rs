@@ -10,7 +10,8 @@ use super::store::TablestoreCoordStore;
 
 /// Builds a [`TablestoreCoordStore`]. Keys for [`TablestoreStoreBuilder::with_config`]:
 /// `ots_endpoint` (alias `tablestore_endpoint`), `instance`, `region`, `table`,
-/// `item_limit`, `timeout_ms`, `access_key_id`, `access_key_secret`, `security_token`.
+/// `item_limit`, `timeout_ms`, `access_key_id`, `access_key_secret`, `security_token`,
+/// `ots_sign_version` (`v2`, the default, or `v4`: SignV4 scoped to `region`, which it needs).
 /// Unknown keys are errors naming the key.
 #[derive(Debug, Clone, Default)]
 pub struct TablestoreStoreBuilder {
@@ -22,6 +23,7 @@ pub struct TablestoreStoreBuilder {
     item_limit: Option<u64>,
     timeout: Option<Duration>,
     credential: Option<Credential>,
+    sign_v4: bool,
     settings: BTreeMap<String, String>,
 }
 
@@ -87,6 +89,17 @@ impl TablestoreStoreBuilder {
                 "access_key_id" => id = Some(v),
                 "access_key_secret" => secret = Some(v),
                 "security_token" => token = Some(v),
+                "ots_sign_version" => {
+                    self.sign_v4 = match v.to_ascii_lowercase().as_str() {
+                        "v2" => false,
+                        "v4" => true,
+                        _ => {
+                            return Err(format!(
+                                "tablestore: setting 'ots_sign_version' must be v2 or v4, got '{v}'"
+                            ));
+                        }
+                    }
+                }
                 other => return Err(format!("tablestore: unknown setting '{other}'")),
             }
         }
@@ -109,6 +122,13 @@ impl TablestoreStoreBuilder {
             .credential(self.credential.ok_or("tablestore: no credential")?);
         if let Some(t) = self.timeout {
             b = b.timeout(t);
+        }
+        if self.sign_v4 {
+            let region = self
+                .region
+                .clone()
+                .ok_or("tablestore: ots_sign_version v4 needs 'region'")?;
+            b = b.sign_version(joint_shim_aliyun::sign::ots::SignVersion::V4 { region });
         }
         let client = b.build()?;
         let limit = self.item_limit.unwrap_or(super::store::ITEM_LIMIT);
