@@ -1,5 +1,5 @@
 //! OSS over HTTP: PutObject (with `x-oss-forbid-overwrite`), GetObject (with `Range`, the
-//! conditional headers and the `response-*` overrides), HeadObject, DeleteObject,
+//! conditional headers and the `response-*` overrides), HeadObject, GetObjectMeta, DeleteObject,
 //! ListObjectsV2 (with `delimiter`, `start-after`, `encoding-type=url`, `fetch-owner`) and
 //! DeleteMultipleObjects, path-style (`/bucket/key`, as the SDKs use for IP endpoints) or
 //! virtual-hosted. Signatures (V4 and V1) are verified with the client's own code; errors are
@@ -238,12 +238,13 @@ fn etag_of(b: &[u8]) -> String {
     format!("\"{}\"", hex_md5(b))
 }
 
+/// `LastModified` as OSS writes it: whole seconds, `….000Z` (what oss2 parses).
 fn iso8601(t: SystemTime) -> String {
-    let ms = t
+    let secs = t
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    Timestamp::from_unix_millis(ms).iso8601_millis()
+    Timestamp::from_unix(secs).iso8601_millis()
 }
 
 fn http_date(t: SystemTime) -> String {
@@ -588,6 +589,8 @@ async fn object_op(
     let get_params: Vec<&str> = RESPONSE_OVERRIDES.iter().map(|(q, _)| *q).collect();
     let allowed_query: &[&str] = match method {
         "GET" => &get_params,
+        // GetObjectMeta.
+        "HEAD" => &["objectMeta"],
         _ => &[],
     };
     if let Some(q) = unsupported_query(p, allowed_query) {
@@ -707,6 +710,15 @@ async fn object_op(
                 None => (StatusCode::OK, got.bytes),
             };
             headers.insert("content-length".into(), bytes.len().to_string());
+            if head && p.query.iter().any(|(k, _)| k == "objectMeta") {
+                // GetObjectMeta: the basic metadata only.
+                headers.retain(|k, _| {
+                    matches!(
+                        k.as_str(),
+                        "x-oss-request-id" | "etag" | "last-modified" | "content-length"
+                    )
+                });
+            }
             let mut r = if head {
                 status.into_response()
             } else {
@@ -743,10 +755,19 @@ async fn bucket_op(oss: &Oss, method: &str, bucket: &str, p: &Parts, body: Bytes
     }
     match method {
         "GET" if q("list-type").as_deref() == Some("2") => list_v2(oss, bucket, p).await,
-        "GET" if p.query.is_empty() => not_implemented(
-            "ListObjects (version 1); use ListObjectsV2 (list-type=2)",
-            false,
-        ),
+        "GET"
+            if p.query.iter().all(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "prefix" | "delimiter" | "marker" | "max-keys" | "encoding-type"
+                )
+            }) =>
+        {
+            not_implemented(
+                "ListObjects (version 1); use ListObjectsV2 (list-type=2)",
+                false,
+            )
+        }
         "POST" if q("delete").is_some() => {
             if let Some(k) = unsupported_query(p, &["delete", "encoding-type"]) {
                 return not_implemented(format!("DeleteMultipleObjects with '?{k}'"), false);
