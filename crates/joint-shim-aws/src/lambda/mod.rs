@@ -17,6 +17,11 @@
 //!
 //! An EventBridge schedule whose input is `{"joint": "sweep"}` makes the function run one sweeper
 //! pass ([`Runtime::sweep`]): runs whose events were lost are re-driven.
+//!
+//! An envelope runs only in the deployment of its own function: its function `F` must be the
+//! invoked Lambda function (`AWS_LAMBDA_FUNCTION_NAME`) `{function_prefix}F`, else the event
+//! is refused with `joint.InvalidInput` (the runtime would run `F` whichever function was
+//! invoked).
 
 mod config;
 
