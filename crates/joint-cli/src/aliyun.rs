@@ -13,6 +13,7 @@
 //!     fc_endpoint: https://1234567890123456.cn-hangzhou.fc.aliyuncs.com
 //!     oss_endpoint: https://oss-cn-hangzhou.aliyuncs.com
 //!     ots_endpoint: https://joint.cn-hangzhou.ots.aliyuncs.com
+//!     ots_sign_version: v2           # or v4 (Tablestore SignV4, scoped to `region`)
 //! ```
 //! Credentials come from `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and
 //! the optional `ALIBABA_CLOUD_SECURITY_TOKEN`; they are never read from the config file.
@@ -39,6 +40,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("ots_endpoint", "tablestore"),
     ("instance", "tablestore"),
     ("table", "tablestore"),
+    ("ots_sign_version", "tablestore"),
     ("timeout_ms", "fc, oss, tablestore"),
 ];
 
@@ -112,6 +114,9 @@ enum AliyunCmd {
         /// (ADR 0009); it must cover Function Compute's redelivery window (up to 7 days).
         #[arg(long, default_value_t = 8 * 86_400, allow_negative_numbers = true)]
         ttl_secs: i32,
+        /// Sign with Tablestore SignV4 scoped to this region (default: SignV2).
+        #[arg(long, value_name = "REGION")]
+        sign_v4_region: Option<String>,
     },
 }
 
@@ -123,7 +128,8 @@ pub async fn run(a: AliyunArgs) -> ExitCode {
             instance,
             table,
             ttl_secs,
-        } => match create(&endpoint, &instance, &table, ttl_secs).await {
+            sign_v4_region,
+        } => match create(&endpoint, &instance, &table, ttl_secs, sign_v4_region).await {
             Ok(created) => {
                 println!(
                     "{}",
@@ -139,18 +145,27 @@ pub async fn run(a: AliyunArgs) -> ExitCode {
     }
 }
 
-async fn create(endpoint: &str, instance: &str, table: &str, ttl: i32) -> Result<bool, String> {
+async fn create(
+    endpoint: &str,
+    instance: &str,
+    table: &str,
+    ttl: i32,
+    sign_v4_region: Option<String>,
+) -> Result<bool, String> {
     if ttl == 0 || ttl < -1 {
         return Err(format!(
             "--ttl-secs {ttl}: use a positive number of seconds or -1"
         ));
     }
     let cred = Credential::from_env()?;
-    let client = OtsClient::builder()
+    let mut b = OtsClient::builder()
         .endpoint(endpoint)
         .instance(instance)
-        .credential(cred)
-        .build()?;
+        .credential(cred);
+    if let Some(region) = sign_v4_region {
+        b = b.sign_version(joint_shim_aliyun::sign::ots::SignVersion::V4 { region });
+    }
+    let client = b.build()?;
     create_table(&client, table, ttl)
         .await
         .map_err(|e| format!("CreateTable '{table}' on instance '{instance}' at {endpoint}: {e}"))

@@ -21,16 +21,17 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 /// Run both pipelines `runs` times each (after one warm-up run) and print the table.
 pub async fn languages(runs: u32) -> ExitCode {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workers");
-    let input: serde_json::Value = match std::fs::read_to_string(dir.join("order.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-    {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: examples/workers/order.json: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let input: serde_json::Value =
+        match std::fs::read_to_string(dir.join("inputs").join("order.json"))
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: examples/workers/inputs/order.json: {e}");
+                return ExitCode::from(2);
+            }
+        };
     println!(
         "7-step Python pipeline (examples/workers), {runs} runs each after one warm-up run, local clouds, release/debug as built"
     );

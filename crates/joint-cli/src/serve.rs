@@ -10,7 +10,9 @@ use joint_shim::{Deliver, GcPolicy, Runtime, RuntimeConfig};
 use joint_shim_local::LocalCloudsBuilder;
 use joint_shim_local::serve::{ServeState, endpoint_names, serve};
 
-/// `joint serve` arguments.
+/// `joint serve` arguments. The hosted functions run with the configuration of a deployed
+/// function (`RuntimeConfig::from_env`): `JOINT_KEYS` makes them refuse unsigned and forged
+/// events, `JOINT_INVOKE_DEADLINE_SECS` sets the invocation deadline.
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// Workflow whose functions these clouds host (optional: stores only without it).
@@ -93,13 +95,18 @@ pub async fn run(a: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    let runtime = match workflow.map(|w| {
-        // The endpoints serve other processes, whose duplicates this one cannot see: keep the
-        // runs' state for the stores' retention, as deployed functions do (ADR 0009).
-        let cfg = RuntimeConfig {
+    // The same configuration as a deployed function (`JOINT_KEYS`, `JOINT_INVOKE_DEADLINE_SECS`):
+    // with deployment keys, unsigned and forged events are refused here as they are there. The
+    // endpoints serve other processes, whose duplicates this one cannot see: keep the runs'
+    // state for the stores' retention, as deployed functions do (ADR 0009).
+    let cfg = match RuntimeConfig::from_env() {
+        Ok(c) => RuntimeConfig {
             gc: GcPolicy::Retain,
-            ..RuntimeConfig::default()
-        };
+            ..c
+        },
+        Err(e) => return fail(e),
+    };
+    let runtime = match workflow.map(|w| {
         Runtime::new(
             w,
             clouds.clouds.clone(),

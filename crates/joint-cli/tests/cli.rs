@@ -49,8 +49,10 @@ fn definitions(dir: &Path, out: &mut Vec<PathBuf>) {
     for f in std::fs::read_dir(dir).unwrap() {
         let p = f.unwrap().path();
         if p.is_dir() {
-            // latency profiles are not workflows
-            if p.file_name().is_some_and(|n| n != "latency") {
+            // latency profiles and inputs are not workflows
+            if p.file_name()
+                .is_some_and(|n| n != "latency" && n != "inputs")
+            {
                 definitions(&p, out);
             }
         } else if p

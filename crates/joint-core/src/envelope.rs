@@ -313,6 +313,38 @@ impl fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
+/// The function a joint envelope in `event` is for: `Some(name)` when `event` is a JSON object
+/// with a string `function` field (what every envelope has), `None` for any other event.
+///
+/// A platform adapter compares it with the function the platform invoked before it hands the
+/// event to the runtime: the runtime runs the function the envelope names, so an envelope for
+/// `B` delivered to the deployment of `A` must be refused, not run as `B` (see
+/// [`check_addressed`]).
+pub fn addressed_function(event: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Addressed {
+        function: String,
+    }
+    serde_json::from_slice::<Addressed>(event)
+        .ok()
+        .map(|a| a.function)
+}
+
+/// Refuse an envelope delivered to a function other than the one it is for. `invoked` is the
+/// joint function the platform invoked; events that are not envelopes pass (the runtime refuses
+/// them with its own error).
+pub fn check_addressed(event: &[u8], invoked: &str) -> Result<(), EnvelopeError> {
+    match addressed_function(event) {
+        Some(f) if f != invoked => Err(EnvelopeError(format!(
+            "the event is for function '{}' but was delivered to function '{}'; refusing to run \
+             a function other than the one invoked",
+            f.chars().take(140).collect::<String>(),
+            invoked
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Envelope {
     /// The instance id this envelope addresses.
     pub fn instance_id(&self) -> String {
@@ -400,6 +432,22 @@ mod tests {
             def_hash: "abc".into(),
             trace: None,
             tag: None,
+        }
+    }
+
+    #[test]
+    fn addressed_function_is_read_from_envelopes_only() {
+        let e = env();
+        assert_eq!(addressed_function(&e.encode()).as_deref(), Some("B"));
+        assert!(check_addressed(&e.encode(), "B").is_ok());
+        let err = check_addressed(&e.encode(), "A").unwrap_err().to_string();
+        assert!(
+            err.contains("for function 'B'") && err.contains("delivered to function 'A'"),
+            "{err}"
+        );
+        for other in [&b"{}"[..], b"not json", b"[1,2]", br#"{"function": 3}"#] {
+            assert_eq!(addressed_function(other), None, "{other:?}");
+            assert!(check_addressed(other, "A").is_ok());
         }
     }
 

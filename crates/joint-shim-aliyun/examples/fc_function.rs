@@ -21,6 +21,7 @@
 //! | `JOINT_ALIYUN_INSTANCE`, `JOINT_ALIYUN_TABLE` | Tablestore instance and table |
 //! | `JOINT_ALIYUN_REGION`, `JOINT_ALIYUN_ACCOUNT_ID` | default: FC's `FC_REGION`, `FC_ACCOUNT_ID` |
 //! | `JOINT_ALIYUN_FC_ENDPOINT`, `…_OSS_ENDPOINT`, `…_OTS_ENDPOINT` | optional endpoints (e.g. `-internal` ones) |
+//! | `JOINT_ALIYUN_OTS_SIGN_VERSION` | Tablestore signature: `v2` (default) or `v4` (scoped to the region) |
 //! | `JOINT_KEYS`, `JOINT_INVOKE_DEADLINE_SECS` | deployment keys and the lost-event deadline ([`RuntimeConfig::from_env`]) |
 //!
 //! A timer trigger whose payload is `{"joint": "sweep"}` makes the function run one sweeper pass
@@ -50,6 +51,7 @@ const KEYS: &[&str] = &[
     "ots_endpoint",
     "instance",
     "table",
+    "ots_sign_version",
 ];
 
 fn settings() -> BTreeMap<String, String> {
@@ -79,7 +81,9 @@ fn aliyun_cloud(name: &str, s: &BTreeMap<String, String>) -> Result<Cloud, Strin
         match k.as_str() {
             "account_id" | "fc_endpoint" => fc = fc.with_config(k, v),
             "oss_endpoint" | "bucket" => oss = oss.with_config(k, v),
-            "ots_endpoint" | "instance" | "table" => ots = ots.with_config(k, v),
+            "ots_endpoint" | "instance" | "table" | "ots_sign_version" => {
+                ots = ots.with_config(k, v)
+            }
             _ => {
                 fc = fc.with_config(k, v);
                 oss = oss.with_config(k, v);

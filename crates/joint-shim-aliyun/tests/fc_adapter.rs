@@ -43,12 +43,19 @@ impl Queue {
     }
 }
 
-async fn post(client: &reqwest::Client, url: &str, event: Bytes) -> (u16, Value) {
+/// FC's `POST /invoke` of function `function` (FC names the invoked function in
+/// `x-fc-function-name`).
+async fn post_to(
+    client: &reqwest::Client,
+    url: &str,
+    function: &str,
+    event: Bytes,
+) -> (u16, Value) {
     let r = client
         .post(url)
         .header("content-type", "application/octet-stream")
         .header("x-fc-request-id", "1-6747a1b2-0123456789abcdef")
-        .header("x-fc-function-name", "joint")
+        .header("x-fc-function-name", function)
         .body(event)
         .send()
         .await
@@ -56,6 +63,13 @@ async fn post(client: &reqwest::Client, url: &str, event: Bytes) -> (u16, Value)
     let status = r.status().as_u16();
     let body = r.bytes().await.expect("body");
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// FC's `POST /invoke` of the function the event is for.
+async fn post(client: &reqwest::Client, url: &str, event: Bytes) -> (u16, Value) {
+    let function =
+        joint_core::envelope::addressed_function(&event).unwrap_or_else(|| "sweeper".into());
+    post_to(client, url, &function, event).await
 }
 
 /// A runtime for definition `src` on one cloud `aliyun` whose FaaS is the test's queue, and the
@@ -156,6 +170,26 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
         json!(5)
     );
 
+    // An envelope for `second` delivered to `first` is refused, and runs nothing.
+    let misaddressed = first_event_for(rt, "fc-run-2", "second");
+    let (status, body) = post_to(client, url, "first", misaddressed).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["errorType"], "InvalidInput", "{body}");
+    let msg = body["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("for function 'second'") && msg.contains("delivered to function 'first'"),
+        "{body}"
+    );
+    assert!(queue.pop().is_none(), "nothing was invoked");
+    assert!(
+        rt.status("fc-run-2")
+            .await
+            .expect("status")
+            .instances
+            .is_empty(),
+        "nothing was committed"
+    );
+
     // A forged or malformed event is an error FC would retry, with a stable error type.
     let (status, body) = post(
         client,
@@ -166,6 +200,15 @@ async fn fc_style_invocations_run_the_workflow_through_the_adapter() {
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["errorType"], "InvalidInput", "{body}");
     assert!(body["errorMessage"].is_string(), "{body}");
+}
+
+/// A valid start envelope of run `run`, readdressed to `function`.
+fn first_event_for(rt: &Runtime, run: &str, function: &str) -> Bytes {
+    let mut env = rt
+        .start_envelope(run, joint_core::envelope::Input::Inline(json!(1)))
+        .expect("envelope");
+    env.function = function.into();
+    Bytes::from(env.encode())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

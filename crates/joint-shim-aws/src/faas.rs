@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use crate::error::{Service, parse_error};
 
-/// Lambda's asynchronous payload limit (1 MB since 2025; it was 256 KB).
+/// Lambda's asynchronous payload limit: 1 MB since 2025 (it was 256 KB). "For asynchronous
+/// invocations, the maximum payload size is 1 MB":
+/// <https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html>. The local FaaS uses the same.
 pub const DEFAULT_ASYNC_LIMIT: u64 = 1024 * 1024;
 /// Lambda's synchronous payload limit (6 MB).
 pub const DEFAULT_SYNC_LIMIT: u64 = 6 * 1024 * 1024;

@@ -61,11 +61,19 @@ impl LocalFaasConfig {
     }
 }
 
+/// Default [`LocalFaasConfig::async_payload_limit`]: Lambda's, 1 MB ("For asynchronous
+/// invocations, the maximum payload size is 1 MB",
+/// <https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html>; it was 256 KB until 2025),
+/// the same as the AWS backend's `DEFAULT_ASYNC_LIMIT`.
+pub const DEFAULT_ASYNC_PAYLOAD_LIMIT: u64 = 1024 * 1024;
+/// Default [`LocalFaasConfig::sync_payload_limit`]: Lambda's, 6 MB (same page).
+pub const DEFAULT_SYNC_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
+
 impl Default for LocalFaasConfig {
     fn default() -> Self {
         LocalFaasConfig {
-            async_payload_limit: 256 * 1024,
-            sync_payload_limit: 6 * 1024 * 1024,
+            async_payload_limit: DEFAULT_ASYNC_PAYLOAD_LIMIT,
+            sync_payload_limit: DEFAULT_SYNC_PAYLOAD_LIMIT,
             max_deliveries: 3,
             retry_delay: Duration::from_millis(20),
             visibility_timeout: Duration::from_millis(50),
@@ -377,6 +385,16 @@ impl LocalFaas {
             .remove(name);
     }
 
+    /// Whether `function` is deployed here: a workflow function the attached runtime hosts on
+    /// this cloud, or a raw function.
+    pub fn serves(&self, function: &str) -> bool {
+        self.shared
+            .hosted
+            .get()
+            .is_some_and(|h| h.contains(function))
+            || self.raw(function).is_some()
+    }
+
     /// Simulate an outage: every invocation is refused with `Unavailable` until set back.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
@@ -472,12 +490,7 @@ impl LocalFaas {
                 format!("payload of {len} bytes is over the {limit}-byte limit"),
             ));
         }
-        let hosted = self
-            .shared
-            .hosted
-            .get()
-            .is_some_and(|h| h.contains(function));
-        if !hosted && self.raw(function).is_none() {
+        if !self.serves(function) {
             return Err(self.err(
                 ErrorKind::FunctionNotFound,
                 op,
@@ -489,6 +502,111 @@ impl LocalFaas {
             ));
         }
         Ok(())
+    }
+
+    /// Refuse an envelope for another function than `function`: the runtime runs the function
+    /// an envelope names, so without this an event for `B` sent to `A` would run `B`.
+    fn addressed(&self, function: &str, payload: &[u8]) -> Result<()> {
+        joint_core::envelope::check_addressed(payload, function)
+            .map_err(|e| self.err(ErrorKind::InvalidInput, "deliver", function, e.0))
+    }
+
+    /// [`joint_shim::Faas::invoke_async`] with the payload limit of the platform a caller
+    /// emulates (`joint serve`'s Lambda and FC endpoints pass Lambda's and FC's) instead of this
+    /// FaaS's own.
+    pub async fn invoke_async_within(
+        &self,
+        function: &str,
+        payload: Bytes,
+        limit: u64,
+    ) -> Result<()> {
+        self.check("invoke_async", function, payload.len(), limit)?;
+        // Durable before it is acknowledged, as a platform's 202 is.
+        let id = match &self.shared.durable {
+            None => None,
+            Some(q) => Some(
+                q.push(
+                    function,
+                    &payload,
+                    run_of(&payload).as_deref(),
+                    version_of(&payload).as_deref(),
+                )
+                .await
+                .map_err(|e| {
+                    self.err(
+                        ErrorKind::Unavailable,
+                        "invoke_async",
+                        function,
+                        format!("the durable queue refused the event: {e}"),
+                    )
+                })?,
+            ),
+        };
+        self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+        self.schedule(
+            Event {
+                function: function.to_string(),
+                payload,
+                delivery: 1,
+                id,
+                accepted_ms: queue::now_ms(),
+                origin: Origin::Queue,
+            },
+            self.shared.cfg.queue_latency,
+        );
+        Ok(())
+    }
+
+    /// [`joint_shim::Faas::invoke_sync`] with the payload limit of the platform a caller
+    /// emulates (see [`LocalFaas::invoke_async_within`]).
+    pub async fn invoke_sync_within(
+        &self,
+        function: &str,
+        payload: Bytes,
+        limit: u64,
+    ) -> Result<Bytes> {
+        self.check("invoke_sync", function, payload.len(), limit)?;
+        if let Some(h) = self.raw(function) {
+            return match run_raw(&h, function, &self.shared.cloud, &payload, 1).await {
+                Ok(v) => Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default())),
+                Err(e) => Err(self.err(
+                    ErrorKind::FunctionError,
+                    "invoke_sync",
+                    function,
+                    format!("{}: {}", e.kind, e.message),
+                )),
+            };
+        }
+        let Some(rt) = self.shared.deliver.get() else {
+            return Err(self.err(
+                ErrorKind::Unavailable,
+                "invoke_sync",
+                function,
+                "no runtime is attached to this cloud",
+            ));
+        };
+        let delivered = match self.addressed(function, &payload) {
+            Ok(()) => rt.deliver(&self.shared.cloud, payload, 1).await,
+            Err(e) => Err(e),
+        };
+        match delivered {
+            Ok(o) => Ok(Bytes::from(
+                serde_json::to_vec(&serde_json::json!({
+                    "instance": o.instance,
+                    "ran_function": o.ran_function,
+                    "adopted": o.adopted,
+                    "invoked": o.invoked,
+                }))
+                .unwrap_or_default(),
+            )),
+            Err(e) => Err(self.err(
+                ErrorKind::FunctionError,
+                "invoke_sync",
+                function,
+                e.to_string(),
+            )),
+        }
     }
 
     fn schedule(&self, ev: Event, delay: Duration) {
@@ -626,10 +744,14 @@ impl LocalFaas {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             } else if let Some(rt) = sh.deliver.get() {
-                rt.deliver(&sh.cloud, ev.payload.clone(), ev.delivery)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                match self.addressed(&ev.function, &ev.payload) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(()) => rt
+                        .deliver(&sh.cloud, ev.payload.clone(), ev.delivery)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                }
             } else {
                 Err("no runtime is attached to this cloud".to_string())
             }
@@ -742,91 +864,12 @@ impl joint_shim::Faas for LocalFaas {
     }
 
     async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<()> {
-        self.check(
-            "invoke_async",
-            function,
-            payload.len(),
-            self.shared.cfg.async_payload_limit,
-        )?;
-        // Durable before it is acknowledged, as a platform's 202 is.
-        let id = match &self.shared.durable {
-            None => None,
-            Some(q) => Some(
-                q.push(
-                    function,
-                    &payload,
-                    run_of(&payload).as_deref(),
-                    version_of(&payload).as_deref(),
-                )
-                .await
-                .map_err(|e| {
-                    self.err(
-                        ErrorKind::Unavailable,
-                        "invoke_async",
-                        function,
-                        format!("the durable queue refused the event: {e}"),
-                    )
-                })?,
-            ),
-        };
-        self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
-        self.schedule(
-            Event {
-                function: function.to_string(),
-                payload,
-                delivery: 1,
-                id,
-                accepted_ms: queue::now_ms(),
-                origin: Origin::Queue,
-            },
-            self.shared.cfg.queue_latency,
-        );
-        Ok(())
+        let limit = self.shared.cfg.async_payload_limit;
+        self.invoke_async_within(function, payload, limit).await
     }
 
     async fn invoke_sync(&self, function: &str, payload: Bytes) -> Result<Bytes> {
-        self.check(
-            "invoke_sync",
-            function,
-            payload.len(),
-            self.shared.cfg.sync_payload_limit,
-        )?;
-        if let Some(h) = self.raw(function) {
-            return match run_raw(&h, function, &self.shared.cloud, &payload, 1).await {
-                Ok(v) => Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default())),
-                Err(e) => Err(self.err(
-                    ErrorKind::FunctionError,
-                    "invoke_sync",
-                    function,
-                    format!("{}: {}", e.kind, e.message),
-                )),
-            };
-        }
-        let Some(rt) = self.shared.deliver.get() else {
-            return Err(self.err(
-                ErrorKind::Unavailable,
-                "invoke_sync",
-                function,
-                "no runtime is attached to this cloud",
-            ));
-        };
-        match rt.deliver(&self.shared.cloud, payload, 1).await {
-            Ok(o) => Ok(Bytes::from(
-                serde_json::to_vec(&serde_json::json!({
-                    "instance": o.instance,
-                    "ran_function": o.ran_function,
-                    "adopted": o.adopted,
-                    "invoked": o.invoked,
-                }))
-                .unwrap_or_default(),
-            )),
-            Err(e) => Err(self.err(
-                ErrorKind::FunctionError,
-                "invoke_sync",
-                function,
-                e.to_string(),
-            )),
-        }
+        let limit = self.shared.cfg.sync_payload_limit;
+        self.invoke_sync_within(function, payload, limit).await
     }
 }

@@ -374,3 +374,31 @@ async fn datastore_operations_per_step_on_tablestore() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tablestore_store_conforms_when_it_signs_with_sign_v4() {
+    let s = start().await;
+    let build = |version: &str| {
+        TablestoreCoordStore::builder()
+            .credential(cred())
+            .with_config("ots_endpoint", &s.urls["ots"])
+            .with_config("instance", "joint-test")
+            .with_config("table", "joint")
+            .with_config("region", "cn-hangzhou")
+            .with_config("ots_sign_version", version)
+            .build()
+    };
+    let ts = build("v4").expect("a SignV4 store");
+    let _ = create_table(ts.client(), "joint", 86_400).await;
+    joint_shim::conformance::coord_store(Arc::new(ts), "conf-ots-v4/").await;
+    let e = build("v3").expect_err("an unknown version");
+    assert!(e.contains("ots_sign_version") && e.contains("v3"), "{e}");
+    let e = TablestoreCoordStore::builder()
+        .credential(cred())
+        .with_config("ots_endpoint", &s.urls["ots"])
+        .with_config("instance", "joint-test")
+        .with_config("ots_sign_version", "v4")
+        .build()
+        .expect_err("v4 without a region");
+    assert!(e.contains("region"), "{e}");
+}

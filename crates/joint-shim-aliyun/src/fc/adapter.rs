@@ -4,6 +4,11 @@
 //! FC delivers an async event at least once and retries it when the handler answers with an
 //! error, which is exactly the contract `Runtime::handle` expects: an error means "deliver
 //! again; nothing committed is lost or doubled".
+//!
+//! An envelope is run only by the function it is for: the adapter compares the envelope's
+//! function with the function FC invoked (the `x-fc-function-name` request header FC sends a
+//! custom runtime, else the `FC_FUNCTION_NAME` variable) and refuses a mismatch — the runtime
+//! would otherwise run the function the envelope names, whichever function was invoked.
 
 use std::net::SocketAddr;
 
@@ -63,6 +68,15 @@ async fn invoke(State(s): State<AdapterState>, headers: HeaderMap, body: Bytes) 
             }
         };
     }
+    if let Err(m) = check_addressed(&headers, &body) {
+        tracing::warn!(request_id, error = %m, "refused an envelope for another function");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "application/json")],
+            serde_json::json!({"errorType": "InvalidInput", "errorMessage": m}).to_string(),
+        )
+            .into_response();
+    }
     // FC retries failed async invocations; it does not number deliveries, so the runtime is
     // told "first delivery" and relies on its checkpoints for the rest.
     match s.runtime.deliver(&s.cloud, body, 1).await {
@@ -86,6 +100,30 @@ async fn invoke(State(s): State<AdapterState>, headers: HeaderMap, body: Bytes) 
                 .into_response()
         }
     }
+}
+
+/// Environment variable FC sets to the function's name.
+pub const FUNCTION_NAME_ENV: &str = "FC_FUNCTION_NAME";
+
+/// Refuse an envelope for another function than the one FC invoked.
+fn check_addressed(headers: &HeaderMap, event: &[u8]) -> std::result::Result<(), String> {
+    let Some(function) = joint_core::envelope::addressed_function(event) else {
+        return Ok(());
+    };
+    let invoked = headers
+        .get("x-fc-function-name")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| std::env::var(FUNCTION_NAME_ENV).ok())
+        .filter(|n| !n.is_empty());
+    let Some(invoked) = invoked else {
+        return Err(format!(
+            "cannot tell which function FC invoked (no x-fc-function-name header and no \
+             {FUNCTION_NAME_ENV}), so the event for function '{}' is refused",
+            function.chars().take(140).collect::<String>()
+        ));
+    };
+    joint_core::envelope::check_addressed(event, &invoked).map_err(|e| e.0)
 }
 
 /// The address from `FC_SERVER_PORT` (all interfaces).

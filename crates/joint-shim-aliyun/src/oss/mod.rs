@@ -330,14 +330,16 @@ impl BlobStore for OssBlobStore {
             if a.status != 200 {
                 return Err(self.fail("delete_prefix", prefix, &a));
             }
-            let list: xml::ListBucketResult = xml::parse(&a.body).map_err(|m| {
-                self.err(
-                    ErrorKind::Other,
-                    "delete_prefix",
-                    prefix,
-                    format!("ListObjectsV2: {m}"),
-                )
-            })?;
+            let list: xml::ListBucketResult = xml::parse(&a.body)
+                .map_err(|m| {
+                    self.err(
+                        ErrorKind::Other,
+                        "delete_prefix",
+                        prefix,
+                        format!("ListObjectsV2: {m}"),
+                    )
+                })
+                .map(xml::ListBucketResult::decoded)?;
             let keys: Vec<String> = list
                 .contents
                 .iter()

@@ -19,6 +19,7 @@ pub struct OtsClientBuilder {
     credential: Option<Credential>,
     timeout: Option<Duration>,
     verify_response: Option<bool>,
+    sign_version: Option<sign::ots::SignVersion>,
 }
 
 impl OtsClientBuilder {
@@ -47,6 +48,12 @@ impl OtsClientBuilder {
         self.verify_response = Some(v);
         self
     }
+    /// The request signature: SignV2 (the default) or SignV4 scoped to a region (what the
+    /// official SDKs send when a region is configured).
+    pub fn sign_version(mut self, v: sign::ots::SignVersion) -> Self {
+        self.sign_version = Some(v);
+        self
+    }
     /// Validate and build.
     pub fn build(self) -> Result<OtsClient, String> {
         let endpoint = self
@@ -67,11 +74,18 @@ impl OtsClientBuilder {
             .timeout(self.timeout.unwrap_or(Duration::from_secs(10)))
             .build()
             .map_err(|e| format!("tablestore: cannot build the HTTP client: {e}"))?;
+        let sign_version = self.sign_version.unwrap_or_default();
+        if let sign::ots::SignVersion::V4 { region } = &sign_version
+            && region.trim().is_empty()
+        {
+            return Err("tablestore: SignV4 needs a region".into());
+        }
         Ok(OtsClient {
             endpoint,
             instance,
             credential,
             http,
+            sign_version,
             verify_response: self.verify_response.unwrap_or(true),
             requests: Arc::new(Mutex::new(BTreeMap::new())),
         })
@@ -85,6 +99,7 @@ pub struct OtsClient {
     instance: String,
     credential: Credential,
     http: reqwest::Client,
+    sign_version: sign::ots::SignVersion,
     verify_response: bool,
     requests: Arc<Mutex<BTreeMap<String, u64>>>,
 }
@@ -95,6 +110,7 @@ impl std::fmt::Debug for OtsClient {
             .field("endpoint", &self.endpoint)
             .field("instance", &self.instance)
             .field("credential", &self.credential)
+            .field("sign_version", &self.sign_version)
             .finish()
     }
 }
@@ -136,13 +152,30 @@ impl OtsClient {
             .entry(action.to_string())
             .or_default() += 1;
         let body = req.encode_to_vec();
-        let headers = sign::ots::sign(
+        let headers = sign::ots::sign_with(
+            &self.sign_version,
             action,
             &self.instance,
             &body,
             &self.credential,
             Timestamp::now(),
         );
+        // A V4 response is signed with the request's signing key.
+        let response_key = match &self.sign_version {
+            sign::ots::SignVersion::V2 => sign::ots::ResponseKey::V2,
+            sign::ots::SignVersion::V4 { region } => {
+                let date = headers
+                    .iter()
+                    .find(|(k, _)| k == "x-ots-signdate")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_default();
+                sign::ots::ResponseKey::V4(sign::ots::v4_signing_key(
+                    self.credential.access_key_secret(),
+                    date,
+                    region,
+                ))
+            }
+        };
         let mut rb = self.http.post(format!("{}/{action}", self.endpoint));
         for (k, v) in &headers {
             rb = rb.header(k.as_str(), v.as_str());
@@ -181,7 +214,7 @@ impl OtsClient {
             return Err(OtsError::decode(status, &bytes, request_id));
         }
         if self.verify_response {
-            self.check_response(action, &rh, &bytes, request_id.clone())?;
+            self.check_response(action, &rh, &bytes, request_id.clone(), &response_key)?;
         }
         R::decode(bytes.as_ref()).map_err(|e| OtsError {
             status,
@@ -197,6 +230,7 @@ impl OtsClient {
         h: &[(String, String)],
         body: &[u8],
         request_id: Option<String>,
+        key: &sign::ots::ResponseKey,
     ) -> Result<(), OtsError> {
         let bad = |m: String| OtsError {
             status: 200,
@@ -213,7 +247,8 @@ impl OtsClient {
         let Some(auth) = get("authorization") else {
             return Err(bad(format!("{action}: response has no Authorization")));
         };
-        let want = sign::ots::response_authorization(&format!("/{action}"), h, &self.credential);
+        let want =
+            sign::ots::response_authorization_with(&format!("/{action}"), h, &self.credential, key);
         if auth != want {
             return Err(bad(format!("{action}: response signature does not verify")));
         }
@@ -223,7 +258,14 @@ impl OtsClient {
     /// The parts of a request as the server sees them (for tests of the verifier).
     pub fn signed_parts(&self, action: &str, body: &[u8], now: Timestamp) -> Parts {
         let mut p = Parts::new("POST", &format!("/{action}"));
-        p.headers = sign::ots::sign(action, &self.instance, body, &self.credential, now);
+        p.headers = sign::ots::sign_with(
+            &self.sign_version,
+            action,
+            &self.instance,
+            body,
+            &self.credential,
+            now,
+        );
         p
     }
 }

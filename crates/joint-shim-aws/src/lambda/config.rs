@@ -92,18 +92,32 @@ pub(crate) fn raw_handler(handlers: &Handlers, name: &str) -> Result<Arc<dyn Han
 
 /// Load the workflow and build every cloud of it as an AWS cloud, then the runtime.
 pub async fn build_runtime(cfg: &LambdaConfig, handlers: Handlers) -> Result<Runtime, BoxError> {
+    Ok(build_deployment(cfg, handlers).await?.0)
+}
+
+/// [`build_runtime`], and the Lambda invoker of the cloud this deployment serves (which names
+/// the Lambda function of each workflow function).
+pub(crate) async fn build_deployment(
+    cfg: &LambdaConfig,
+    handlers: Handlers,
+) -> Result<(Runtime, crate::LambdaFaas), BoxError> {
     let (hint, src) = &cfg.workflow;
     let workflow = joint_core::compile::load(hint, src)
         .map_err(|d| format!("the workflow definition is invalid:\n{d}"))?;
     let mut clouds = Clouds::new();
+    let mut own = None;
     for name in &workflow.clouds {
         let mut b = AwsBuilder::from_env().with_config("cloud", name.clone());
         if let Some(s) = cfg.clouds.get(name) {
             b = b.with_settings(s);
         }
-        clouds.insert(b.build().await?.into_cloud());
+        let cloud = b.build().await?;
+        if *name == cfg.cloud {
+            own = Some(cloud.faas.clone());
+        }
+        clouds.insert(cloud.into_cloud());
     }
-    if !workflow.clouds.iter().any(|c| c == &cfg.cloud) {
+    let Some(own) = own else {
         return Err(format!(
             "JOINT_CLOUD '{}' is not a cloud of workflow '{}' (its clouds: {})",
             cfg.cloud,
@@ -111,12 +125,13 @@ pub async fn build_runtime(cfg: &LambdaConfig, handlers: Handlers) -> Result<Run
             workflow.clouds.join(", ")
         )
         .into());
-    }
-    Ok(Runtime::new(
+    };
+    let runtime = Runtime::new(
         Arc::new(workflow),
         clouds,
         handlers,
         RuntimeConfig::from_env()?,
         None,
-    )?)
+    )?;
+    Ok((runtime, own))
 }

@@ -1,12 +1,27 @@
 //! Tablestore over HTTP: the wide-column actions joint's store and the official SDK use —
 //! CreateTable, ListTable, DeleteTable, PutRow, GetRow, UpdateRow, DeleteRow, BatchWriteRow,
 //! GetRange — with row-existence and column conditions, atomic increments and
-//! `RT_AFTER_MODIFY`. Every request's SignV2 signature (and content MD5 and date) is verified;
-//! answers carry the response signature the SDKs check. Errors are protobuf `Error` bodies.
+//! `RT_AFTER_MODIFY`. Every request's signature — SignV2, or SignV4 as the SDKs send it when
+//! configured with a region — and content MD5 and date are verified; answers carry the
+//! response signature the SDKs check (for SignV4, keyed with the request's signing key). Errors are protobuf `Error` bodies.
+//!
+//! Request data is bounded before it is used: a filter or column condition holds at most
+//! [`MAX_FILTER_CONDITIONS`] single-column conditions nested at most [`MAX_FILTER_DEPTH`]
+//! deep (Tablestore's "up to 10 conditions"), else 400 `OTSParameterInvalid` — it is parsed
+//! once, with the depth checked before each level, so no request drives unbounded recursion.
+//!
+//! Reads apply `filter` (on the columns read, as Tablestore does: a column left out of
+//! `columns_to_get` is missing to the filter), `time_range` and `max_versions`. A table keeps
+//! one version per column (`max_versions` 1, the newest timestamp wins; CreateTable with more
+//! versions is refused as not implemented), honours its TTL (a row's expired cells are removed
+//! before any request reads or writes it; a row whose cells all expired is gone) and `deviation_cell_version_in_sec` for explicit
+//! timestamps. Local transactions are not implemented: `StartLocalTransaction` and any
+//! request with a `transaction_id` are refused.
 //!
 //! Rows live in memory for the life of the server, behind one lock, so every request is
 //! atomic per row (and per batch). Settings: `aliyun.access_key_id` / `aliyun.access_key_secret`
 //! (else `ALIBABA_CLOUD_*`), optional `ots.instance` (refuse other instance names),
+//! optional `ots.region` (refuse SignV4 requests scoped to another region),
 //! `ots.timeout_secs` (default 30 s; past it a request is answered 408 `OTSRequestTimeout`, see
 //! [`super`]).
 
@@ -31,6 +46,14 @@ use super::fc::{MAX_SKEW_SECS, credential, lookup, parts_of, request_id};
 
 const MAX_VALUE: usize = 2 * 1024 * 1024;
 const MAX_BATCH: usize = 200;
+/// Most single-column conditions in one filter or column condition.
+pub const MAX_FILTER_CONDITIONS: usize = 10;
+/// Deepest nesting of composite conditions (`NOT`, `AND`, `OR`) in one filter.
+pub const MAX_FILTER_DEPTH: usize = 10;
+/// Most rows one GetRange scans (Tablestore's 5,000).
+const MAX_SCAN: usize = 5000;
+/// Tablestore's default `deviation_cell_version_in_sec` (one day).
+const DEFAULT_DEVIATION_SECS: i64 = 86_400;
 
 #[derive(Debug, Clone)]
 struct Key(Vec<Value>);
@@ -62,6 +85,66 @@ impl Ord for Key {
 struct Table {
     pk: Vec<(String, i32)>,
     rows: BTreeMap<Key, BTreeMap<String, (Value, i64)>>,
+    /// Seconds a cell lives after its timestamp (`None`: forever).
+    ttl_secs: Option<i64>,
+    /// How far an explicit cell timestamp may be from now (seconds).
+    deviation_secs: i64,
+}
+
+impl Table {
+    /// Remove row `k`'s cells past the table's TTL; a row whose cells all expired is gone.
+    /// Every request touching a row calls it first, so expired data is never read.
+    fn expire_row(&mut self, k: &Key, now: i64) {
+        let Some(ttl) = self.ttl_secs else { return };
+        let horizon = now - ttl * 1000;
+        if let Some(cells) = self.rows.get_mut(k)
+            && !cells.is_empty()
+        {
+            cells.retain(|_, (_, ts)| *ts >= horizon);
+            if cells.is_empty() {
+                self.rows.remove(k);
+            }
+        }
+    }
+
+    /// [`Table::expire_row`] for every row in `start..end`.
+    fn expire_range(&mut self, start: &Key, end: &Key, now: i64) {
+        if self.ttl_secs.is_none() || start >= end {
+            return;
+        }
+        let keys: Vec<Key> = self
+            .rows
+            .range(start.clone()..end.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.expire_row(&k, now);
+        }
+    }
+
+    /// Refuse an explicit cell timestamp further from now than the table allows.
+    fn check_timestamp(&self, c: &Cell, now: i64) -> Result<(), Fail> {
+        if let Some(ts) = c.timestamp
+            && (ts - now).abs() > self.deviation_secs * 1000
+        {
+            return Err(invalid(format!(
+                "The timestamp {ts} of column '{}' deviates from the server time by more than \
+                 the table's {} seconds (deviation_cell_version_in_sec).",
+                c.name, self.deviation_secs
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Write one version of a column: with one version kept, the newest timestamp wins.
+fn write_version(cells: &mut BTreeMap<String, (Value, i64)>, name: &str, v: Value, ts: i64) {
+    match cells.get(name) {
+        Some((_, old)) if *old > ts => {}
+        _ => {
+            cells.insert(name.to_string(), (v, ts));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -112,6 +195,18 @@ pub(super) fn timed_out(state: &ServeState, _: &Method, uri: &Uri, message: &str
 }
 
 fn answer(state: &ServeState, action: &str, status: u16, body: Vec<u8>) -> Response {
+    answer_with(state, action, status, body, &sign::ots::ResponseKey::V2)
+}
+
+/// An answer whose `Authorization` is signed with `key` (the request's SignV4 key, or the
+/// secret for SignV2 and for requests that did not verify).
+fn answer_with(
+    state: &ServeState,
+    action: &str,
+    status: u16,
+    body: Vec<u8>,
+    key: &sign::ots::ResponseKey,
+) -> Response {
     let mut h = vec![
         ("x-ots-requestid".to_string(), request_id()),
         ("x-ots-date".to_string(), Timestamp::now().iso8601_millis()),
@@ -122,7 +217,7 @@ fn answer(state: &ServeState, action: &str, status: u16, body: Vec<u8>) -> Respo
         ),
     ];
     if let Some(c) = credential(state) {
-        let auth = sign::ots::response_authorization(&format!("/{action}"), &h, &c);
+        let auth = sign::ots::response_authorization_with(&format!("/{action}"), &h, &c, key);
         h.push(("authorization".into(), auth));
     }
     let mut r = (
@@ -172,15 +267,27 @@ async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
             (405, "OTSMethodNotAllowed", "only POST is supported".into()),
         );
     }
-    if let Err(e) = sign::ots::verify(
+    let region = ots.state.settings.get("ots.region").map(String::as_str);
+    let key = match sign::ots::verify_request(
         &parts,
         &body,
         lookup(&ots.state),
         Timestamp::now(),
         MAX_SKEW_SECS,
+        region,
     ) {
-        return fail(&ots.state, &action, (403, "OTSAuthFailed", e.to_string()));
-    }
+        Ok(v) => v.response_key,
+        Err(e) => return fail(&ots.state, &action, (403, "OTSAuthFailed", e.to_string())),
+    };
+    let fail = |state: &ServeState, action: &str, f: Fail| {
+        let e = OtsError {
+            status: f.0,
+            code: f.1.to_string(),
+            message: f.2,
+            request_id: None,
+        };
+        answer_with(state, action, f.0, e.encode_body(), &key)
+    };
     if let Some(want) = ots.state.settings.get("ots.instance")
         && parts.get("x-ots-instancename") != Some(want.as_str())
     {
@@ -191,7 +298,7 @@ async fn handle(State(ots): State<Arc<Ots>>, req: Request) -> Response {
         );
     }
     match dispatch(&ots, &action, &body) {
-        Ok(out) => answer(&ots.state, &action, 200, out),
+        Ok(out) => answer_with(&ots.state, &action, 200, out, &key),
         Err(f) => fail(&ots.state, &action, f),
     }
 }
@@ -206,6 +313,17 @@ fn consumed() -> proto::ConsumedCapacity {
             read: Some(1),
             write: Some(1),
         },
+    }
+}
+
+fn no_transactions(id: &Option<String>) -> Result<(), Fail> {
+    match id {
+        Some(t) => Err(invalid(format!(
+            "The transaction '{}' does not exist: joint serve does not implement local \
+             transactions.",
+            t.chars().take(128).collect::<String>()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -227,6 +345,41 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
             if r.table_meta.primary_key.is_empty() || r.table_meta.primary_key.len() > 4 {
                 return Err(invalid("a table has 1 to 4 primary key columns"));
             }
+            let opts = r.table_options.clone().unwrap_or_default();
+            match opts.max_versions {
+                None | Some(1) => {}
+                Some(n) if n < 1 => {
+                    return Err(invalid(format!("max_versions must be positive, got {n}")));
+                }
+                Some(n) => {
+                    return Err((
+                        400,
+                        "OTSUnsupportOperation",
+                        format!(
+                            "joint serve keeps one version per column: max_versions {n} is \
+                             not supported (use 1)"
+                        ),
+                    ));
+                }
+            }
+            let ttl_secs = match opts.time_to_live {
+                None | Some(-1) => None,
+                Some(t) if t > 0 => Some(t as i64),
+                Some(t) => {
+                    return Err(invalid(format!(
+                        "time_to_live must be -1 or positive, got {t}"
+                    )));
+                }
+            };
+            let deviation_secs = match opts.deviation_cell_version_in_sec {
+                None => DEFAULT_DEVIATION_SECS,
+                Some(d) if d > 0 => d,
+                Some(d) => {
+                    return Err(invalid(format!(
+                        "deviation_cell_version_in_sec must be positive, got {d}"
+                    )));
+                }
+            };
             let pk = r
                 .table_meta
                 .primary_key
@@ -238,6 +391,8 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
                 Table {
                     pk,
                     rows: BTreeMap::new(),
+                    ttl_secs,
+                    deviation_secs,
                 },
             );
             proto::CreateTableResponse {}.encode_to_vec()
@@ -259,6 +414,7 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
         }
         "PutRow" => {
             let r: proto::PutRowRequest = decode(body)?;
+            no_transactions(&r.transaction_id)?;
             let t = table(&mut eng, &r.table_name)?;
             let row = one_row(&r.row)?;
             let out = put(t, &row, &r.condition, now)?;
@@ -270,6 +426,7 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
         }
         "UpdateRow" => {
             let r: proto::UpdateRowRequest = decode(body)?;
+            no_transactions(&r.transaction_id)?;
             let t = table(&mut eng, &r.table_name)?;
             let row = one_row(&r.row_change)?;
             let key = update(t, &row, &r.condition, now)?;
@@ -281,9 +438,10 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
         }
         "DeleteRow" => {
             let r: proto::DeleteRowRequest = decode(body)?;
+            no_transactions(&r.transaction_id)?;
             let t = table(&mut eng, &r.table_name)?;
             let row = one_row(&r.primary_key)?;
-            let key = delete(t, &row, &r.condition)?;
+            let key = delete(t, &row, &r.condition, now)?;
             proto::DeleteRowResponse {
                 consumed: consumed(),
                 row: returned(t, &key, r.return_content.as_ref()),
@@ -292,19 +450,26 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
         }
         "GetRow" => {
             let r: proto::GetRowRequest = decode(body)?;
+            no_transactions(&r.transaction_id)?;
+            let read = Read::new(r.max_versions, r.time_range.as_ref(), r.filter.as_deref())?;
             let t = table(&mut eng, &r.table_name)?;
             let row = one_row(&r.primary_key)?;
             let key = key_of(t, &row, false)?;
-            let out = t.rows.get(&key).map(|cells| {
-                project(
-                    t,
-                    &key,
-                    cells,
-                    &r.columns_to_get,
-                    r.start_column.as_deref(),
-                    r.end_column.as_deref(),
-                )
-            });
+            t.expire_row(&key, now);
+            let out = t
+                .rows
+                .get(&key)
+                .map(|cells| {
+                    project(
+                        t,
+                        &key,
+                        cells,
+                        &r.columns_to_get,
+                        r.start_column.as_deref(),
+                        r.end_column.as_deref(),
+                    )
+                })
+                .and_then(|row| read.keep(row));
             proto::GetRowResponse {
                 consumed: consumed(),
                 row: out.map(|r| r.encode()).unwrap_or_default(),
@@ -315,28 +480,40 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
         "GetRange" => {
             let r: proto::GetRangeRequest = decode(body)?;
             if r.direction != proto::Direction::Forward as i32 {
-                return Err(invalid("joint serve supports FORWARD ranges only"));
+                return Err((
+                    400,
+                    "OTSUnsupportOperation",
+                    "joint serve reads FORWARD ranges only".into(),
+                ));
             }
+            no_transactions(&r.transaction_id)?;
+            let read = Read::new(r.max_versions, r.time_range.as_ref(), r.filter.as_deref())?;
             let t = table(&mut eng, &r.table_name)?;
             let start = key_of(t, &one_row(&r.inclusive_start_primary_key)?, true)?;
             let end = key_of(t, &one_row(&r.exclusive_end_primary_key)?, true)?;
             let limit = r.limit.filter(|l| *l > 0).unwrap_or(5000) as usize;
             let mut rows = Vec::new();
             let mut next = None;
+            t.expire_range(&start, &end, now);
             if start < end {
-                for (k, cells) in t.rows.range(start..end) {
-                    if rows.len() == limit {
+                // Rows the filter drops are scanned but not returned; a scan stops after
+                // MAX_SCAN rows with the next key to continue from, as Tablestore's does.
+                for (scanned, (k, cells)) in t.rows.range(start..end).enumerate() {
+                    if rows.len() == limit || scanned == MAX_SCAN {
                         next = Some(pk_row(t, k).encode());
                         break;
                     }
-                    rows.push(project(
+                    let row = project(
                         t,
                         k,
                         cells,
                         &r.columns_to_get,
                         r.start_column.as_deref(),
                         r.end_column.as_deref(),
-                    ));
+                    );
+                    if let Some(row) = read.keep(row) {
+                        rows.push(row);
+                    }
                 }
             }
             proto::GetRangeResponse {
@@ -353,6 +530,7 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
         }
         "BatchWriteRow" => {
             let r: proto::BatchWriteRowRequest = decode(body)?;
+            no_transactions(&r.transaction_id)?;
             let n: usize = r.tables.iter().map(|t| t.rows.len()).sum();
             if n > MAX_BATCH {
                 return Err(invalid(format!(
@@ -367,7 +545,7 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
                     let res = one_row(&rr.row_change).and_then(|row| match rr.r#type {
                         1 => put(t, &row, &rr.condition, now),
                         2 => update(t, &row, &rr.condition, now),
-                        3 => delete(t, &row, &rr.condition),
+                        3 => delete(t, &row, &rr.condition, now),
                         other => Err(invalid(format!("unknown operation type {other}"))),
                     });
                     rows.push(match res {
@@ -529,54 +707,183 @@ fn check(t: &Table, k: &Key, c: &proto::Condition) -> Result<(), Fail> {
         other => return Err(invalid(format!("bad row existence expectation {other}"))),
     }
     if let Some(f) = &c.column_condition {
-        let f = proto::Filter::decode(f.as_slice())
-            .map_err(|e| invalid(format!("bad column condition: {e}")))?;
+        let cond = Cond::parse(f)?;
         let empty = BTreeMap::new();
-        if !eval(&f, existing.unwrap_or(&empty))? {
+        if !cond.eval(existing.unwrap_or(&empty)) {
             return Err(condition_failed());
         }
     }
     Ok(())
 }
 
-fn eval(f: &proto::Filter, cells: &BTreeMap<String, (Value, i64)>) -> Result<bool, Fail> {
-    match f.r#type {
-        1 => {
-            let s = proto::SingleColumnValueFilter::decode(f.filter.as_slice())
-                .map_err(|e| invalid(format!("bad filter: {e}")))?;
-            let want = Value::from_variant(&s.column_value).map_err(|e| invalid(e.to_string()))?;
-            let Some((have, _)) = cells.get(&s.column_name) else {
-                return Ok(!s.filter_if_missing);
-            };
-            let ord = have.compare(&want);
-            Ok(match (s.comparator, ord) {
-                (1, Some(o)) => o == Ordering::Equal,
-                (2, Some(o)) => o != Ordering::Equal,
-                (2, None) => true,
-                (3, Some(o)) => o == Ordering::Greater,
-                (4, Some(o)) => o != Ordering::Less,
-                (5, Some(o)) => o == Ordering::Less,
-                (6, Some(o)) => o != Ordering::Greater,
-                (1..=6, None) => false,
-                (c, _) => return Err(invalid(format!("bad comparator {c}"))),
-            })
+/// A filter or column condition, parsed and bounded ([`MAX_FILTER_CONDITIONS`],
+/// [`MAX_FILTER_DEPTH`]) before it is evaluated.
+#[derive(Debug, Clone)]
+enum Cond {
+    Single {
+        comparator: i32,
+        column: String,
+        value: Value,
+        filter_if_missing: bool,
+    },
+    Not(Box<Cond>),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+}
+
+impl Cond {
+    /// Parse a serialized `Filter`.
+    fn parse(bytes: &[u8]) -> Result<Cond, Fail> {
+        let f = proto::Filter::decode(bytes).map_err(|e| invalid(format!("bad filter: {e}")))?;
+        let mut conditions = 0;
+        Cond::from_filter(&f, 1, &mut conditions)
+    }
+
+    fn from_filter(f: &proto::Filter, depth: usize, conditions: &mut usize) -> Result<Cond, Fail> {
+        match f.r#type {
+            1 => {
+                *conditions += 1;
+                if *conditions > MAX_FILTER_CONDITIONS {
+                    return Err(invalid(format!(
+                        "A filter can hold at most {MAX_FILTER_CONDITIONS} conditions."
+                    )));
+                }
+                let s = proto::SingleColumnValueFilter::decode(f.filter.as_slice())
+                    .map_err(|e| invalid(format!("bad filter: {e}")))?;
+                if !(1..=6).contains(&s.comparator) {
+                    return Err(invalid(format!("bad comparator {}", s.comparator)));
+                }
+                let value =
+                    Value::from_variant(&s.column_value).map_err(|e| invalid(e.to_string()))?;
+                Ok(Cond::Single {
+                    comparator: s.comparator,
+                    column: s.column_name,
+                    value,
+                    filter_if_missing: s.filter_if_missing,
+                })
+            }
+            2 => {
+                // Checked before going one level deeper: the parse never recurses further.
+                if depth > MAX_FILTER_DEPTH {
+                    return Err(invalid(format!(
+                        "A filter can nest composite conditions at most {MAX_FILTER_DEPTH} deep."
+                    )));
+                }
+                let c = proto::CompositeColumnValueFilter::decode(f.filter.as_slice())
+                    .map_err(|e| invalid(format!("bad filter: {e}")))?;
+                let subs = c
+                    .sub_filters
+                    .iter()
+                    .map(|s| Cond::from_filter(s, depth + 1, conditions))
+                    .collect::<Result<Vec<_>, _>>()?;
+                match (c.combinator, subs.len()) {
+                    (1, 1) => Ok(Cond::Not(Box::new(
+                        subs.into_iter()
+                            .next()
+                            .ok_or_else(|| invalid("bad composite filter"))?,
+                    ))),
+                    (2, n) if n >= 2 => Ok(Cond::And(subs)),
+                    (3, n) if n >= 2 => Ok(Cond::Or(subs)),
+                    _ => Err(invalid(
+                        "bad composite filter (NOT takes one condition, AND and OR two or more)",
+                    )),
+                }
+            }
+            other => Err((
+                400,
+                "OTSUnsupportOperation",
+                format!("joint serve does not implement filter type {other}"),
+            )),
         }
-        2 => {
-            let c = proto::CompositeColumnValueFilter::decode(f.filter.as_slice())
-                .map_err(|e| invalid(format!("bad filter: {e}")))?;
-            let subs = c
-                .sub_filters
+    }
+
+    /// Whether `cells` pass.
+    fn eval(&self, cells: &BTreeMap<String, (Value, i64)>) -> bool {
+        match self {
+            Cond::Single {
+                comparator,
+                column,
+                value,
+                filter_if_missing,
+            } => {
+                let Some((have, _)) = cells.get(column) else {
+                    return !filter_if_missing;
+                };
+                match (comparator, have.compare(value)) {
+                    (1, Some(o)) => o == Ordering::Equal,
+                    (2, Some(o)) => o != Ordering::Equal,
+                    (2, None) => true,
+                    (3, Some(o)) => o == Ordering::Greater,
+                    (4, Some(o)) => o != Ordering::Less,
+                    (5, Some(o)) => o == Ordering::Less,
+                    (6, Some(o)) => o != Ordering::Greater,
+                    _ => false,
+                }
+            }
+            Cond::Not(c) => !c.eval(cells),
+            Cond::And(cs) => cs.iter().all(|c| c.eval(cells)),
+            Cond::Or(cs) => cs.iter().any(|c| c.eval(cells)),
+        }
+    }
+}
+
+/// What a GetRow or GetRange returns of a row: versions, time range and filter.
+struct Read {
+    time_range: Option<(i64, i64)>,
+    filter: Option<Cond>,
+}
+
+impl Read {
+    fn new(
+        max_versions: Option<i32>,
+        time_range: Option<&proto::TimeRange>,
+        filter: Option<&[u8]>,
+    ) -> Result<Read, Fail> {
+        if let Some(n) = max_versions
+            && n < 1
+        {
+            return Err(invalid(format!("max_versions must be positive, got {n}")));
+        }
+        // Every table keeps one version, so any max_versions >= 1 reads all there is.
+        let time_range = match time_range {
+            None if max_versions.is_none() => {
+                return Err(invalid("Neither max_versions nor time_range is set."));
+            }
+            None => None,
+            Some(t) => Some(match (t.specific_time, t.start_time, t.end_time) {
+                (Some(at), None, None) => (at, at.saturating_add(1)),
+                (None, Some(a), Some(b)) if a < b => (a, b),
+                _ => {
+                    return Err(invalid(
+                        "time_range needs specific_time, or start_time < end_time",
+                    ));
+                }
+            }),
+        };
+        let filter = filter.map(Cond::parse).transpose()?;
+        Ok(Read { time_range, filter })
+    }
+
+    /// The row as read (its projected cells), or `None` when the filter drops it.
+    fn keep(&self, mut row: Row) -> Option<Row> {
+        if let Some((a, b)) = self.time_range {
+            row.cells
+                .retain(|c| c.timestamp.is_some_and(|t| t >= a && t < b));
+        }
+        if let Some(f) = &self.filter {
+            // The filter sees the columns read, as Tablestore's does.
+            let cells: BTreeMap<String, (Value, i64)> = row
+                .cells
                 .iter()
-                .map(|s| eval(s, cells))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(match c.combinator {
-                1 if subs.len() == 1 => !subs[0],
-                2 if subs.len() >= 2 => subs.iter().all(|b| *b),
-                3 if subs.len() >= 2 => subs.iter().any(|b| *b),
-                _ => return Err(invalid("bad composite filter")),
-            })
+                .filter_map(|c| {
+                    Some((c.name.clone(), (c.value.clone()?, c.timestamp.unwrap_or(0))))
+                })
+                .collect();
+            if !f.eval(&cells) {
+                return None;
+            }
         }
-        other => Err(invalid(format!("unsupported filter type {other}"))),
+        Some(row)
     }
 }
 
@@ -603,6 +910,7 @@ fn check_cell(c: &Cell) -> Result<(), Fail> {
 
 fn put(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Key, Fail> {
     let k = key_of(t, row, false)?;
+    t.expire_row(&k, now);
     check(t, &k, c)?;
     let mut cells = BTreeMap::new();
     for cell in &row.cells {
@@ -614,7 +922,8 @@ fn put(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Key, 
             .value
             .clone()
             .ok_or_else(|| invalid("a PutRow cell has no value"))?;
-        cells.insert(cell.name.clone(), (v, cell.timestamp.unwrap_or(now)));
+        t.check_timestamp(cell, now)?;
+        write_version(&mut cells, &cell.name, v, cell.timestamp.unwrap_or(now));
     }
     t.rows.insert(k.clone(), cells);
     Ok(k)
@@ -622,6 +931,7 @@ fn put(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Key, 
 
 fn update(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Key, Fail> {
     let k = key_of(t, row, false)?;
+    t.expire_row(&k, now);
     check(t, &k, c)?;
     let existed = t.rows.contains_key(&k);
     let mut cells = t.rows.get(&k).cloned().unwrap_or_default();
@@ -640,10 +950,20 @@ fn update(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Ke
                     .value
                     .clone()
                     .ok_or_else(|| invalid("a put cell has no value"))?;
-                cells.insert(cell.name.clone(), (v, cell.timestamp.unwrap_or(now)));
+                t.check_timestamp(cell, now)?;
+                write_version(&mut cells, &cell.name, v, cell.timestamp.unwrap_or(now));
             }
-            Some(CellOp::DeleteAll) | Some(CellOp::DeleteOne) => {
+            Some(CellOp::DeleteAll) => {
                 cells.remove(&cell.name);
+            }
+            Some(CellOp::DeleteOne) => {
+                // Deletes the version at that timestamp only.
+                let ts = cell
+                    .timestamp
+                    .ok_or_else(|| invalid("deleting one version needs its timestamp"))?;
+                if cells.get(&cell.name).is_some_and(|(_, have)| *have == ts) {
+                    cells.remove(&cell.name);
+                }
             }
             Some(CellOp::Increment) => {
                 let Some(Value::Integer(d)) = cell.value else {
@@ -669,8 +989,9 @@ fn update(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Ke
     Ok(k)
 }
 
-fn delete(t: &mut Table, row: &Row, c: &proto::Condition) -> Result<Key, Fail> {
+fn delete(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Key, Fail> {
     let k = key_of(t, row, false)?;
+    t.expire_row(&k, now);
     check(t, &k, c)?;
     t.rows.remove(&k);
     Ok(k)

@@ -12,7 +12,8 @@ use super::store::TablestoreCoordStore;
 /// `ots_endpoint` (alias `tablestore_endpoint`), `instance`, `region`, `table`,
 /// `item_limit`, `timeout_ms`, `ttl_seconds` (the table's time to live as created, `-1` for none;
 /// default 8 days, what `joint aliyun create-table` sets), `access_key_id`,
-/// `access_key_secret`, `security_token`.
+/// `access_key_secret`, `security_token`, `ots_sign_version` (`v2`, the default, or `v4`:
+/// SignV4 scoped to `region`, which it needs).
 /// Unknown keys are errors naming the key.
 #[derive(Debug, Clone, Default)]
 pub struct TablestoreStoreBuilder {
@@ -25,6 +26,7 @@ pub struct TablestoreStoreBuilder {
     ttl: Option<Option<Duration>>,
     timeout: Option<Duration>,
     credential: Option<Credential>,
+    sign_v4: bool,
     settings: BTreeMap<String, String>,
 }
 
@@ -96,6 +98,17 @@ impl TablestoreStoreBuilder {
                 "access_key_id" => id = Some(v),
                 "access_key_secret" => secret = Some(v),
                 "security_token" => token = Some(v),
+                "ots_sign_version" => {
+                    self.sign_v4 = match v.to_ascii_lowercase().as_str() {
+                        "v2" => false,
+                        "v4" => true,
+                        _ => {
+                            return Err(format!(
+                                "tablestore: setting 'ots_sign_version' must be v2 or v4, got '{v}'"
+                            ));
+                        }
+                    }
+                }
                 other => return Err(format!("tablestore: unknown setting '{other}'")),
             }
         }
@@ -118,6 +131,13 @@ impl TablestoreStoreBuilder {
             .credential(self.credential.ok_or("tablestore: no credential")?);
         if let Some(t) = self.timeout {
             b = b.timeout(t);
+        }
+        if self.sign_v4 {
+            let region = self
+                .region
+                .clone()
+                .ok_or("tablestore: ots_sign_version v4 needs 'region'")?;
+            b = b.sign_version(joint_shim_aliyun::sign::ots::SignVersion::V4 { region });
         }
         let client = b.build()?;
         let limit = self.item_limit.unwrap_or(super::store::ITEM_LIMIT);
