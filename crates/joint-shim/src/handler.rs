@@ -438,11 +438,16 @@ mod tests {
             ("python3", "python3"),
         ] {
             assert_eq!(
-                h.command_argv(&argv(&[prog, "./arg"])),
-                argv(&[want, "./arg"]),
+                h.command_argv(&argv(&[prog, "-v", "plain/arg"])),
+                argv(&[want, "-v", "plain/arg"]),
                 "{prog}"
             );
         }
+        // A script given to an interpreter: arguments starting with ./ or ../ resolve too.
+        assert_eq!(
+            h.command_argv(&argv(&["python3", "./steps.py", "../data.json", "x/y"])),
+            argv(&["python3", "/defs/proj/steps.py", "/defs/proj/../data.json", "x/y"])
+        );
         assert!(h.command_argv(&[]).is_empty());
     }
 }
