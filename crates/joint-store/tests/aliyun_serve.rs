@@ -373,3 +373,119 @@ async fn datastore_operations_per_step_on_tablestore() {
         );
     }
 }
+
+/// `joint serve`'s Tablestore reads a wide row by pages as Tablestore does: `start_column` /
+/// `end_column` bound the columns, a ColumnPaginationFilter skips `offset` of them and returns
+/// at most `limit`. A value filter on a read, which it does not implement, is refused with
+/// Tablestore's error instead of being ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_rows_are_read_by_column_pages() {
+    use joint_shim_aliyun::ots::proto;
+    use joint_shim_aliyun::ots::{
+        Cell, Row, Value as V, column_pagination_filter, single_column_filter,
+    };
+    use prost::Message;
+    let s = start().await;
+    let ts = tablestore(&s, cred()).await;
+    let pk = || {
+        vec![
+            ("p", V::String("wide".into())),
+            ("k", V::String("wide/row".into())),
+        ]
+    };
+    let mut row = Row::with_pk(pk());
+    for i in 0..20 {
+        row = row.cell(Cell::put(&format!("m_{i:02}"), V::Integer(i)));
+    }
+    let row = row.cell(Cell::put("n", V::Integer(20)));
+    let _: proto::PutRowResponse = ts
+        .client()
+        .call(
+            "PutRow",
+            &proto::PutRowRequest {
+                table_name: "joint".into(),
+                row: row.encode(),
+                condition: proto::Condition {
+                    row_existence: proto::RowExistenceExpectation::Ignore as i32,
+                    column_condition: None,
+                },
+                return_content: None,
+                transaction_id: None,
+            },
+        )
+        .await
+        .expect("put a wide row");
+    let read = |start: Option<&str>, end: Option<&str>, filter: Option<proto::Filter>| {
+        let req = proto::GetRowRequest {
+            table_name: "joint".into(),
+            primary_key: Row::with_pk(pk()).encode(),
+            columns_to_get: vec![],
+            time_range: None,
+            max_versions: Some(1),
+            filter: filter.map(|f| f.encode_to_vec()),
+            start_column: start.map(str::to_string),
+            end_column: end.map(str::to_string),
+            token: None,
+            transaction_id: None,
+        };
+        let client = ts.client().clone();
+        async move {
+            client
+                .call::<_, proto::GetRowResponse>("GetRow", &req)
+                .await
+                .map(|r| {
+                    Row::decode(&r.row)
+                        .expect("a row")
+                        .map(|r| r.cells.into_iter().map(|c| c.name).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                })
+        }
+    };
+    let names = |r: std::ops::Range<i32>| r.map(|i| format!("m_{i:02}")).collect::<Vec<_>>();
+    assert_eq!(
+        read(None, None, Some(column_pagination_filter(3, 4)))
+            .await
+            .expect("page"),
+        names(3..7),
+        "offset 3, limit 4"
+    );
+    assert_eq!(
+        read(
+            Some("m_10"),
+            Some("m`"),
+            Some(column_pagination_filter(0, 4))
+        )
+        .await
+        .expect("page"),
+        names(10..14),
+        "a page from start_column"
+    );
+    assert_eq!(
+        read(
+            Some("m_18"),
+            Some("m`"),
+            Some(column_pagination_filter(0, 4))
+        )
+        .await
+        .expect("page"),
+        names(18..20),
+        "the last page is short, end_column excludes n"
+    );
+    let e = read(
+        None,
+        None,
+        Some(single_column_filter(
+            "n",
+            proto::ComparatorType::CtEqual,
+            &V::Integer(20),
+            true,
+        )),
+    )
+    .await
+    .expect_err("a value filter on a read");
+    assert_eq!(e.code, "OTSUnsupportOperation", "{e}");
+    let e = read(None, None, Some(column_pagination_filter(0, 0)))
+        .await
+        .expect_err("limit 0");
+    assert_eq!(e.code, "OTSParameterInvalid", "{e}");
+}

@@ -295,14 +295,18 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
             let t = table(&mut eng, &r.table_name)?;
             let row = one_row(&r.primary_key)?;
             let key = key_of(t, &row, false)?;
+            let page = read_filter(r.filter.as_deref())?;
             let out = t.rows.get(&key).map(|cells| {
-                project(
-                    t,
-                    &key,
-                    cells,
-                    &r.columns_to_get,
-                    r.start_column.as_deref(),
-                    r.end_column.as_deref(),
+                paginate(
+                    project(
+                        t,
+                        &key,
+                        cells,
+                        &r.columns_to_get,
+                        r.start_column.as_deref(),
+                        r.end_column.as_deref(),
+                    ),
+                    page,
                 )
             });
             proto::GetRowResponse {
@@ -321,6 +325,7 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
             let start = key_of(t, &one_row(&r.inclusive_start_primary_key)?, true)?;
             let end = key_of(t, &one_row(&r.exclusive_end_primary_key)?, true)?;
             let limit = r.limit.filter(|l| *l > 0).unwrap_or(5000) as usize;
+            let page = read_filter(r.filter.as_deref())?;
             let mut rows = Vec::new();
             let mut next = None;
             if start < end {
@@ -329,13 +334,16 @@ fn dispatch(ots: &Ots, action: &str, body: &Bytes) -> Result<Vec<u8>, Fail> {
                         next = Some(pk_row(t, k).encode());
                         break;
                     }
-                    rows.push(project(
-                        t,
-                        k,
-                        cells,
-                        &r.columns_to_get,
-                        r.start_column.as_deref(),
-                        r.end_column.as_deref(),
+                    rows.push(paginate(
+                        project(
+                            t,
+                            k,
+                            cells,
+                            &r.columns_to_get,
+                            r.start_column.as_deref(),
+                            r.end_column.as_deref(),
+                        ),
+                        page,
                     ));
                 }
             }
@@ -507,6 +515,37 @@ fn project(
     r
 }
 
+/// A read's `filter`: a column pagination (`offset`, `limit`) for wide rows. Value filters on
+/// reads are refused rather than ignored (joint serve does not implement them).
+fn read_filter(f: Option<&[u8]>) -> Result<Option<(usize, usize)>, Fail> {
+    let Some(f) = f else { return Ok(None) };
+    let f = proto::Filter::decode(f).map_err(|e| invalid(format!("bad filter: {e}")))?;
+    if f.r#type != proto::FilterType::FtColumnPagination as i32 {
+        return Err((
+            400,
+            "OTSUnsupportOperation",
+            "joint serve implements only ColumnPaginationFilter on reads".into(),
+        ));
+    }
+    let p = proto::ColumnPaginationFilter::decode(f.filter.as_slice())
+        .map_err(|e| invalid(format!("bad filter: {e}")))?;
+    match (usize::try_from(p.offset), usize::try_from(p.limit)) {
+        (Ok(offset), Ok(limit)) if limit > 0 => Ok(Some((offset, limit))),
+        _ => Err(invalid(format!(
+            "ColumnPaginationFilter needs offset >= 0 and limit > 0, got {} and {}",
+            p.offset, p.limit
+        ))),
+    }
+}
+
+/// Keep `limit` attribute columns after skipping `offset` (of those the read selected).
+fn paginate(mut r: Row, page: Option<(usize, usize)>) -> Row {
+    if let Some((offset, limit)) = page {
+        r.cells = r.cells.into_iter().skip(offset).take(limit).collect();
+    }
+    r
+}
+
 fn returned(t: &Table, k: &Key, rc: Option<&proto::ReturnContent>) -> Option<Vec<u8>> {
     let rc = rc?;
     match rc.return_type {
@@ -623,33 +662,32 @@ fn put(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Key, 
 fn update(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Key, Fail> {
     let k = key_of(t, row, false)?;
     check(t, &k, c)?;
-    let existed = t.rows.contains_key(&k);
-    let mut cells = t.rows.get(&k).cloned().unwrap_or_default();
-    let mut seen = std::collections::BTreeSet::new();
+    // The new values of the columns the request touches (`None`: deleted), computed before
+    // anything changes so a refused request changes nothing; the rest of the row is left in
+    // place rather than copied, so an update costs the columns it writes, not the row's width.
+    let current = t.rows.get(&k);
+    let mut staged: BTreeMap<&str, Option<(Value, i64)>> = BTreeMap::new();
     for cell in &row.cells {
         check_cell(cell)?;
-        if !seen.insert(cell.name.clone()) && cell.op == Some(CellOp::Increment) {
+        if staged.contains_key(cell.name.as_str()) && cell.op == Some(CellOp::Increment) {
             return Err(invalid(format!(
                 "column '{}' is incremented and written in one request",
                 cell.name
             )));
         }
-        match cell.op {
-            None => {
-                let v = cell
-                    .value
+        let new = match cell.op {
+            None => Some((
+                cell.value
                     .clone()
-                    .ok_or_else(|| invalid("a put cell has no value"))?;
-                cells.insert(cell.name.clone(), (v, cell.timestamp.unwrap_or(now)));
-            }
-            Some(CellOp::DeleteAll) | Some(CellOp::DeleteOne) => {
-                cells.remove(&cell.name);
-            }
+                    .ok_or_else(|| invalid("a put cell has no value"))?,
+                cell.timestamp.unwrap_or(now),
+            )),
+            Some(CellOp::DeleteAll) | Some(CellOp::DeleteOne) => None,
             Some(CellOp::Increment) => {
                 let Some(Value::Integer(d)) = cell.value else {
                     return Err(invalid("an increment needs an integer value"));
                 };
-                let cur = match cells.get(&cell.name) {
+                let cur = match current.and_then(|cells| cells.get(&cell.name)) {
                     None => 0,
                     Some((Value::Integer(i), _)) => *i,
                     Some(_) => {
@@ -659,12 +697,25 @@ fn update(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Ke
                 let n = cur
                     .checked_add(d)
                     .ok_or_else(|| invalid("increment overflow"))?;
-                cells.insert(cell.name.clone(), (Value::Integer(n), now));
+                Some((Value::Integer(n), now))
+            }
+        };
+        staged.insert(cell.name.as_str(), new);
+    }
+    let existed = current.is_some();
+    let cells = t.rows.entry(k.clone()).or_default();
+    for (name, new) in staged {
+        match new {
+            Some(v) => {
+                cells.insert(name.to_string(), v);
+            }
+            None => {
+                cells.remove(name);
             }
         }
     }
-    if existed || !cells.is_empty() {
-        t.rows.insert(k.clone(), cells);
+    if !existed && cells.is_empty() {
+        t.rows.remove(&k);
     }
     Ok(k)
 }
