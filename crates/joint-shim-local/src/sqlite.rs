@@ -11,7 +11,9 @@
 //! - `invoked(key, name)`: the invoked set of each item.
 //! - `join_heads(key, count)` and `joins(key, member, value, seq)`: joins. The head row keeps
 //!   the member count, so a join costs O(log n) until it completes and an n-way fan-in is
-//!   linear overall; the members are read only when the join is complete.
+//!   O(n log n) overall; a member's `seq` is the count its insertion made, so the member with
+//!   `seq == complete_at` is the completer (its redeliveries too). The members are read by the
+//!   completer and by calls that did not add theirs, not by every later member.
 //!
 //! Prefix queries are exact (`key >= prefix AND key < successor(prefix)`, no `LIKE`).
 //! `delete(key)` removes the item, its invoked rows, and a join head and members of that exact
@@ -33,6 +35,10 @@ use rusqlite::{
 
 /// Default largest item value: 400 KiB, like DynamoDB, so flows tested locally fit in the cloud.
 pub const DEFAULT_ITEM_LIMIT: u64 = 400 * 1024;
+
+/// Default largest join member value: 4 KiB, like the cloud stores, so flows tested locally
+/// fit in the cloud (the runtime passes larger branch outputs by reference).
+pub const DEFAULT_JOIN_VALUE_LIMIT: u64 = 4 * 1024;
 
 /// How long a statement waits for another connection's lock before failing `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +74,7 @@ CREATE TABLE IF NOT EXISTS joins (
 pub struct SqliteCoordStore {
     inner: Arc<Inner>,
     item_limit: u64,
+    join_value_limit: u64,
 }
 
 struct Inner {
@@ -87,6 +94,7 @@ impl fmt::Debug for SqliteCoordStore {
             .field("backend", &self.inner.backend)
             .field("path", &path)
             .field("item_limit", &self.item_limit)
+            .field("join_value_limit", &self.join_value_limit)
             .finish()
     }
 }
@@ -145,6 +153,7 @@ impl SqliteCoordStore {
                 backend,
             }),
             item_limit: DEFAULT_ITEM_LIMIT,
+            join_value_limit: DEFAULT_JOIN_VALUE_LIMIT,
         })
     }
 
@@ -152,6 +161,13 @@ impl SqliteCoordStore {
     /// fail `PayloadTooLarge`.
     pub fn with_item_limit(mut self, limit: u64) -> Self {
         self.item_limit = limit;
+        self
+    }
+
+    /// Set the largest join member value in bytes (default [`DEFAULT_JOIN_VALUE_LIMIT`]);
+    /// larger values fail `PayloadTooLarge`.
+    pub fn with_join_value_limit(mut self, limit: u64) -> Self {
+        self.join_value_limit = limit;
         self
     }
 
@@ -300,6 +316,8 @@ impl CoordStore for SqliteCoordStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             item_limit: self.item_limit,
+            join_value_limit: self.join_value_limit,
+            max_join_width: None,
             atomic_join: true,
             consistent_read: true,
         }
@@ -387,7 +405,19 @@ impl CoordStore for SqliteCoordStore {
         capacity: u32,
         complete_at: u32,
     ) -> Result<JoinState> {
-        self.check_size("join", key, value.len())?;
+        if value.len() as u64 > self.join_value_limit {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                &self.inner.backend,
+                "join",
+                key,
+                format!(
+                    "member '{member}': value of {} bytes is over the join member limit of {} bytes",
+                    value.len(),
+                    self.join_value_limit
+                ),
+            ));
+        }
         let k = key.to_string();
         let m = member.to_string();
         self.run("join", key, move |conn| {
@@ -397,13 +427,14 @@ impl CoordStore for SqliteCoordStore {
                 .query_row(params![k], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let present = tx
-                .prepare_cached("SELECT 1 FROM joins WHERE key = ?1 AND member = ?2")?
-                .query_row(params![k, m], |_| Ok(()))
-                .optional()?
-                .is_some();
-            let added = !present && count < i64::from(capacity);
-            let count = if added {
+            // A member's `seq` is the count its insertion made: the member whose `seq` is
+            // `complete_at` completed the join.
+            let present: Option<i64> = tx
+                .prepare_cached("SELECT seq FROM joins WHERE key = ?1 AND member = ?2")?
+                .query_row(params![k, m], |r| r.get(0))
+                .optional()?;
+            let added = present.is_none() && count < i64::from(capacity);
+            let (count, seq) = if added {
                 let next = count + 1;
                 tx.prepare_cached(
                     "INSERT INTO joins (key, member, value, seq) VALUES (?1, ?2, ?3, ?4)",
@@ -414,13 +445,17 @@ impl CoordStore for SqliteCoordStore {
                      ON CONFLICT(key) DO UPDATE SET count = excluded.count",
                 )?
                 .execute(params![k, next])?;
-                next
+                (next, Some(next))
             } else {
-                count
+                (count, present)
             };
+            let completed = seq == Some(i64::from(complete_at));
             let count = u32::try_from(count).unwrap_or(u32::MAX);
             let mut members = BTreeMap::new();
-            if count >= complete_at {
+            // The completer and callers whose member was not added (redeliveries, a full
+            // join) get the members; a later member of a complete k-of-n join does not need
+            // them, so an n-way join reads its members O(1) times.
+            if count >= complete_at && (completed || !added) {
                 let mut stmt =
                     tx.prepare_cached("SELECT member, value FROM joins WHERE key = ?1")?;
                 let rows = stmt.query_map(params![k], |r| {
@@ -434,6 +469,7 @@ impl CoordStore for SqliteCoordStore {
             tx.commit()?;
             Ok(JoinState {
                 added,
+                completed,
                 count,
                 members,
             })

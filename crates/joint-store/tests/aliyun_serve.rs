@@ -489,3 +489,33 @@ async fn wide_rows_are_read_by_column_pages() {
         .expect_err("limit 0");
     assert_eq!(e.code, "OTSParameterInvalid", "{e}");
 }
+
+/// A 10,000-way Map whose fan-in joins in Tablestore (the aggregator runs on `aliyun`): every
+/// branch adds its member through joint serve's OTS endpoint, one completes the join and reads
+/// the 10,000 members in pages, and the aggregator runs once with all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_way_fan_in_joins_in_tablestore() {
+    let n: u64 = 10_000;
+    let src = "workflow: wide\nfunctions:\n  - {name: split, cloud: local-a, handler: split, next: [{to: work, mode: map}]}\n  - {name: work, cloud: local-b, handler: square, checkpoint: lazy, next: [{to: total, mode: fan_in}]}\n  - {name: total, cloud: aliyun, handler: sum}\n";
+    let w = joint_core::compile::load("wide.yaml", src).unwrap_or_else(|d| panic!("{d:?}"));
+    let counts = OpCounts::new();
+    let (out, ts) = run_split(w, json!({ "n": n }), &counts).await;
+    assert_eq!(
+        out,
+        json!((n - 1) * n * (2 * n - 1) / 6),
+        "the sum of the squares below {n}"
+    );
+    let ops = counts.snapshot();
+    assert_eq!(ops.coord_join, n, "one join per branch: {ops:?}");
+    assert_eq!(
+        ops.invoke_async, 1,
+        "the aggregator is invoked once: {ops:?}"
+    );
+    let reqs = ts.client().request_counts();
+    println!("{n}-way fan-in on Tablestore: aliyun ops {ops:?}, requests {reqs:?}");
+    assert_eq!(
+        reqs.get("UpdateRow").copied(),
+        Some(n),
+        "one UpdateRow per member: {reqs:?}"
+    );
+}

@@ -10,7 +10,8 @@ use super::store::TablestoreCoordStore;
 
 /// Builds a [`TablestoreCoordStore`]. Keys for [`TablestoreStoreBuilder::with_config`]:
 /// `ots_endpoint` (alias `tablestore_endpoint`), `instance`, `region`, `table`,
-/// `item_limit`, `timeout_ms`, `access_key_id`, `access_key_secret`, `security_token`.
+/// `item_limit`, `join_value_limit`, `timeout_ms`, `access_key_id`, `access_key_secret`,
+/// `security_token`.
 /// Unknown keys are errors naming the key.
 #[derive(Debug, Clone, Default)]
 pub struct TablestoreStoreBuilder {
@@ -20,6 +21,7 @@ pub struct TablestoreStoreBuilder {
     region: Option<String>,
     table: Option<String>,
     item_limit: Option<u64>,
+    join_value_limit: Option<u64>,
     timeout: Option<Duration>,
     credential: Option<Credential>,
     settings: BTreeMap<String, String>,
@@ -83,6 +85,7 @@ impl TablestoreStoreBuilder {
                 "region" => self.region = Some(v),
                 "table" => self.table = Some(v),
                 "item_limit" => self.item_limit = Some(num(&v)?),
+                "join_value_limit" => self.join_value_limit = Some(num(&v)?),
                 "timeout_ms" => self.timeout = Some(Duration::from_millis(num(&v)?)),
                 "access_key_id" => id = Some(v),
                 "access_key_secret" => secret = Some(v),
@@ -118,11 +121,21 @@ impl TablestoreStoreBuilder {
                 super::store::ITEM_LIMIT
             ));
         }
+        let join_limit = self
+            .join_value_limit
+            .unwrap_or(super::store::DEFAULT_JOIN_VALUE_LIMIT);
+        if join_limit > super::store::ITEM_LIMIT {
+            return Err(format!(
+                "tablestore: join_value_limit {join_limit} is over Tablestore's {}-byte cell limit",
+                super::store::ITEM_LIMIT
+            ));
+        }
         Ok(TablestoreCoordStore::new(
             client,
             self.table.unwrap_or_else(|| "joint".into()),
             &self.cloud.unwrap_or_else(|| "aliyun".into()),
             limit,
-        ))
+        )
+        .with_join_value_limit(join_limit))
     }
 }
