@@ -193,6 +193,37 @@ client.update_row(table, ts.Row(pk, {"put": [("i_42", True)], "increment": [("n"
 _, row, _ = client.get_row(table, pk, max_version=1)
 cols = {c[0]: c[1] for c in row.attribute_columns}
 check(bytes(cols["v"]) == b"first" and cols["i_42"] is True and cols["n"] == 2, f"tablestore UpdateRow + GetRow: {sorted(cols)}")
+# The fan-in join's UpdateRow as the official SDK encodes it: put the member's column and
+# increment n, if that column is missing (it equals both b"" and b"\0" only while missing) and
+# n is below the capacity.
+jpk = [("p", run), ("k", f"{run}/D-join@0")]
+
+
+def join(member, value, capacity):
+    col = "m_" + member.encode().hex()
+    c = ts.CompositeColumnCondition(ts.LogicalOperator.AND)
+    for absent in (b"", b"\0"):
+        c.add_sub_condition(ts.SingleColumnCondition(col, bytearray(absent), ts.ComparatorType.EQUAL, pass_if_missing=True))
+    c.add_sub_condition(ts.SingleColumnCondition("n", capacity, ts.ComparatorType.LESS_THAN, pass_if_missing=True))
+    row = ts.Row(jpk, {"put": [(col, bytearray(value))], "increment": [("n", 1)]})
+    try:
+        client.update_row(table, row, ts.Condition(ts.RowExistenceExpectation.IGNORE, c))
+        return True
+    except ts.OTSServiceError as e:
+        check(e.get_error_code() == "OTSConditionCheckFail", f"a refused join fails its condition: {e.get_error_code()}")
+        return False
+
+
+check(join("0", b"a", 2), "tablestore join: a new member is added")
+check(not join("0", b"b", 2), "tablestore join: a duplicate is refused")
+check(join("1", b"", 2), "tablestore join: a member with an empty value is added")
+check(not join("1", b"x", 2), "tablestore join: a duplicate of an empty-valued member is refused")
+check(not join("2", b"c", 2), "tablestore join: a full join refuses a new member")
+_, row, _ = client.get_row(table, jpk, max_version=1, start_column="m_", end_column="m`")
+cols = {c[0]: bytes(c[1]) for c in row.attribute_columns}
+check(cols == {"m_30": b"a", "m_31": b""}, f"tablestore join: the member columns, read by column range: {cols}")
+_, row, _ = client.get_row(table, jpk, columns_to_get=["n"], max_version=1)
+check(row.attribute_columns[0][1] == 2, "tablestore join: n counts each member once")
 try:
     ts.OTSClient(OTS, AK, "tampered", "joint-check", retry_policy=ts.NoRetryPolicy()).get_row(table, pk, max_version=1)
     check(False, "tampered OTS signature must be refused")

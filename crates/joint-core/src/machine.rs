@@ -39,7 +39,8 @@ pub struct Config {
     pub inline_limits: BTreeMap<String, u64>,
     /// Largest value the function's coordination store keeps in one item.
     pub item_limit: u64,
-    /// Branch outputs up to this many bytes travel inside the join item; larger ones by reference.
+    /// Branch outputs up to this many bytes travel inside the join; larger ones by reference
+    /// (the runtime lowers it to fit the join store's member limit).
     pub join_inline_limit: u64,
     /// Successors invoked, then recorded with one write, per group.
     pub group_size: usize,
@@ -101,9 +102,14 @@ pub struct StoredItem {
 pub struct JoinState {
     /// Whether this call added the member (false: it was there already, or the join is full).
     pub added: bool,
-    /// Members after the call.
+    /// Whether this call is the one that completed the join: of all calls on one join, exactly
+    /// one reports `completed` once `complete_at` members are in (a redelivered duplicate of
+    /// that call may report it again; no other call may).
+    pub completed: bool,
+    /// Members after the call (at least; a store may count members added since).
     pub count: u32,
-    /// Member → value; complete whenever `count >= complete_at` (stores may always fill it).
+    /// Member → value. Complete when `count >= complete_at` and the call `completed` the join
+    /// or did not add its member; otherwise it may be empty (stores may always fill it).
     pub members: BTreeMap<String, Vec<u8>>,
 }
 
@@ -189,7 +195,7 @@ pub enum Action {
         value: Vec<u8>,
         /// Members the join accepts at most.
         capacity: u32,
-        /// Count from which the state must carry all members.
+        /// Count at which the join is complete: the call that completes it reports `completed`.
         complete_at: u32,
     },
     /// Invoke successors asynchronously (concurrently; failover per call). Answer: [`Answer::Invoked`].
@@ -1281,7 +1287,9 @@ impl<'a> Machine<'a> {
         match kind {
             JoinKind::FanIn { threshold } => {
                 let complete = js.count >= threshold;
-                if !complete {
+                // Not complete yet, or a later member of a complete join (k of n): nothing to do,
+                // and the store need not have returned the members.
+                if !complete || (js.added && !js.completed) {
                     return Ok(self.done());
                 }
                 let mut members: Vec<(u32, JoinMember)> = Vec::new();
@@ -1319,7 +1327,9 @@ impl<'a> Machine<'a> {
                 let parent = naming::pop_and_merge(std::slice::from_ref(&self.env.branch))
                     .map_err(ProtocolError)?;
                 let record_as = naming::instance_name(&e.name, step, &parent);
-                let mine = js.added && js.count == threshold;
+                // This call completed the join; or its member was in already (a redelivery, or a
+                // completer whose answer was lost) and the invocation is not recorded yet.
+                let mine = js.added && js.completed;
                 let redelivered = !js.added && !self.invoked.contains(&record_as);
                 if !(mine || redelivered) {
                     return Ok(self.done());
@@ -1350,7 +1360,7 @@ impl<'a> Machine<'a> {
                 let batch_run = naming::batch_run_id(&self.env.workflow, &e.name, n);
                 let record_as = format!("batch:{}:{n}", e.name);
                 let complete = js.count >= size;
-                let mine = js.added && js.count == size;
+                let mine = js.added && js.completed;
                 let redelivered = !js.added && complete && !self.invoked.contains(&record_as);
                 let after = After::FinishOk {
                     batched_into: Some(batch_run.clone()),

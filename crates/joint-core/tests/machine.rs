@@ -62,6 +62,7 @@ fn trace(
             Action::Commit { .. } => Answer::Committed(None),
             Action::Join { capacity, .. } => Answer::Joined(JoinState {
                 added: true,
+                completed: true,
                 count: *capacity,
                 members: (0..*capacity)
                     .map(|i| {
@@ -346,6 +347,7 @@ fn fan_in_non_completer_records_nothing() {
     }];
     let js = JoinState {
         added: true,
+        completed: false,
         count: 1,
         members: BTreeMap::new(),
     };
@@ -364,6 +366,7 @@ fn fan_in_non_completer_records_nothing() {
         .collect();
     let js = JoinState {
         added: false,
+        completed: false,
         count: 2,
         members,
     };
@@ -379,6 +382,121 @@ fn fan_in_non_completer_records_nothing() {
             "done"
         ]
     );
+}
+
+/// The completer is the call the store says `completed` the join, not the one that happens to
+/// read `count == threshold`: a store that counts members in one request and reads the count in
+/// another (DynamoDB's wide joins) returns a count that may already be past the threshold.
+#[test]
+fn fan_in_completer_is_the_completed_call() {
+    let s = sub(
+        json!({"Name": "B", "FaaS": "b", "Next": {"Name": "D", "FaaS": "d", "InvokeMode": "FanIn"}}),
+    );
+    let mut e = env("B", json!(1));
+    e.step = 1;
+    e.branch = vec![joint_core::naming::Frame {
+        index: 0,
+        size: 3,
+        fork_step: 0,
+        window: None,
+    }];
+    let members: BTreeMap<String, Vec<u8>> = (0..3)
+        .map(|i| {
+            (
+                i.to_string(),
+                serde_json::to_vec(&json!({"step": 1, "out": {"inline": i}})).unwrap(),
+            )
+        })
+        .collect();
+    let invokes = [
+        "read_checkpoint",
+        "run",
+        "commit",
+        "join",
+        "invoke",
+        "record",
+        "done",
+    ];
+    let stops = ["read_checkpoint", "run", "commit", "join", "done"];
+    // Completed, with every member in: invoke.
+    let js = JoinState {
+        added: true,
+        completed: true,
+        count: 3,
+        members: members.clone(),
+    };
+    assert_eq!(drive_join(&s, e.clone(), js), invokes);
+    // Added, the join complete, but another call completed it: stop, without the members.
+    let js = JoinState {
+        added: true,
+        completed: false,
+        count: 3,
+        members: BTreeMap::new(),
+    };
+    assert_eq!(drive_join(&s, e.clone(), js), stops);
+    // k of n: 2 of 3 complete it; the completer may read a count past 2. It invokes with the
+    // first two branches.
+    let k = sub(
+        json!({"Name": "B", "FaaS": "b", "Next": {"Name": "D", "FaaS": "d",
+        "InvokeMode": {"ByRedundant": {"Completion": 2}}}}),
+    );
+    let mut m = Machine::new(&k, e.clone(), Config::default()).unwrap();
+    let mut a = m.start();
+    let mut gathered = None;
+    loop {
+        let ans = match &a {
+            Action::ReadCheckpoint { .. } => Answer::Checkpoint(None),
+            Action::Run { .. } => Answer::Ran(Ok(json!(1))),
+            Action::Commit { .. } => Answer::Committed(None),
+            Action::Join { complete_at, .. } => {
+                assert_eq!(*complete_at, 2);
+                Answer::Joined(JoinState {
+                    added: true,
+                    completed: true,
+                    count: 3,
+                    members: members.clone(),
+                })
+            }
+            Action::Invoke { calls } => {
+                gathered = Some(calls[0].envelope.input.clone());
+                Answer::Invoked(calls.iter().map(|_| Ok("d".into())).collect())
+            }
+            Action::Record { .. } => Answer::Recorded,
+            Action::Done(_) => break,
+            other => panic!("unexpected {other:?}"),
+        };
+        a = m.on(ans).unwrap();
+    }
+    assert_eq!(
+        gathered,
+        Some(Input::Gather(vec![
+            Input::Inline(json!(0)),
+            Input::Inline(json!(1))
+        ]))
+    );
+    // The same k-of-n join, a later member: added, not the completer. Stop.
+    let js = JoinState {
+        added: true,
+        completed: false,
+        count: 3,
+        members: BTreeMap::new(),
+    };
+    let mut m = Machine::new(&k, e, Config::default()).unwrap();
+    let mut a = m.start();
+    let mut kinds = vec![];
+    loop {
+        kinds.push(kind(&a));
+        let ans = match &a {
+            Action::ReadCheckpoint { .. } => Answer::Checkpoint(None),
+            Action::Run { .. } => Answer::Ran(Ok(json!(1))),
+            Action::Commit { .. } => Answer::Committed(None),
+            Action::Join { .. } => Answer::Joined(js.clone()),
+            Action::Done(_) => break,
+            other => panic!("unexpected {other:?}"),
+        };
+        a = m.on(ans).unwrap();
+    }
+    assert_eq!(kinds, stops);
 }
 
 #[test]
@@ -591,6 +709,7 @@ fn apply(world: &mut World, a: &Action, output: &dyn Fn(&str, &Value) -> Value) 
             member,
             value,
             capacity,
+            complete_at,
             ..
         } => {
             let j = world.joins.entry(key.clone()).or_default();
@@ -600,6 +719,7 @@ fn apply(world: &mut World, a: &Action, output: &dyn Fn(&str, &Value) -> Value) 
             }
             Answer::Joined(JoinState {
                 added,
+                completed: added && j.len() as u32 == *complete_at,
                 count: j.len() as u32,
                 members: j.clone(),
             })
@@ -875,6 +995,7 @@ fn resume_of_a_completing_branch_rejoins_and_reinvokes_the_aggregator() {
     let a = m
         .on(Answer::Joined(JoinState {
             added: false,
+            completed: false,
             count: 2,
             members,
         }))

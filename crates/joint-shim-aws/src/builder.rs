@@ -25,6 +25,8 @@ pub const AWS_KEYS: &[&str] = &[
     "ttl_seconds",
     "item_limit",
     "redelivery_window_seconds",
+    "join_value_limit",
+    "wide_join_above",
     "cloud",
 ];
 
@@ -214,7 +216,12 @@ impl AwsBuilder {
             .with_sdk_config(sdk.clone())
             .with_table(table)
             .with_cloud(cloud.clone());
-        for key in ["ttl_seconds", "item_limit"] {
+        for key in [
+            "ttl_seconds",
+            "item_limit",
+            "join_value_limit",
+            "wide_join_above",
+        ] {
             if let Some(v) = self.setting(key) {
                 store = store.with_config(key, v);
             }

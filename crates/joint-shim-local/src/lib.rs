@@ -133,8 +133,11 @@ impl LocalCloudsBuilder {
                 Some(d) if self.read_only => {
                     SqliteCoordStore::open_read_only(d.join(name).join("coord.db"), name)?
                 }
-                Some(d) => SqliteCoordStore::open(d.join(name).join("coord.db"), name)?
-                    .with_durability(self.durability)?,
+                Some(d) => SqliteCoordStore::open_with(
+                    d.join(name).join("coord.db"),
+                    name,
+                    self.durability,
+                )?,
                 None => SqliteCoordStore::in_memory(name)?,
             }
             .with_retention(retention);

@@ -11,7 +11,9 @@
 //! - `invoked(key, name)`: the invoked set of each item.
 //! - `join_heads(key, count, updated_ms)` and `joins(key, member, value, seq)`: joins. The head row keeps
 //!   the member count, so a join costs O(log n) until it completes and an n-way fan-in is
-//!   linear overall; the members are read only when the join is complete.
+//!   O(n log n) overall; a member's `seq` is the count its insertion made, so the member with
+//!   `seq == complete_at` is the completer (its redeliveries too). The members are read by the
+//!   completer and by calls that did not add theirs, not by every later member.
 //!
 //! Prefix queries are exact (`key >= prefix AND key < successor(prefix)`, no `LIKE`).
 //! `delete(key)` removes the item, its invoked rows, and a join head and members of that exact
@@ -31,12 +33,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use joint_core::machine::{JoinState, StoredItem};
 use joint_shim::{CoordStore, Created, Error, ErrorKind, Result, StoreCapabilities};
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use crate::group::{Writer, WriterError};
 
 /// Default largest item value: 400 KiB, like DynamoDB, so flows tested locally fit in the cloud.
 pub const DEFAULT_ITEM_LIMIT: u64 = 400 * 1024;
+
+/// Default largest join member value: 4 KiB, like the cloud stores, so flows tested locally
+/// fit in the cloud (the runtime passes larger branch outputs by reference).
+pub const DEFAULT_JOIN_VALUE_LIMIT: u64 = 4 * 1024;
 
 /// How long a statement waits for another connection's lock before failing `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,10 +81,14 @@ pub struct SqliteCoordStore {
     inner: Arc<Inner>,
     item_limit: u64,
     retention: Option<Duration>,
+    join_value_limit: u64,
 }
 
 struct Inner {
+    /// Reads (and, for an in-memory database, writes too).
     conn: Mutex<Connection>,
+    /// Writes, group-committed by their own thread on their own connection (file databases).
+    writer: Option<Writer>,
     /// `None` for an in-memory database.
     path: Option<PathBuf>,
     backend: String,
@@ -95,15 +105,29 @@ impl fmt::Debug for SqliteCoordStore {
             .field("path", &path)
             .field("item_limit", &self.item_limit)
             .field("retention", &self.retention)
+            .field("join_value_limit", &self.join_value_limit)
             .finish()
     }
 }
 
 impl SqliteCoordStore {
-    /// Open (creating if needed) the database at `path` for the local cloud `cloud`: creates
-    /// the parent directories and the schema, and sets WAL mode, `synchronous=NORMAL` and a
-    /// 5 s busy timeout. Several stores, in this or other processes, may open the same file.
+    /// Open (creating if needed) the database at `path` for the local cloud `cloud`, with
+    /// commits synced to disk ([`crate::Durability::Disk`]); see [`SqliteCoordStore::open_with`].
     pub fn open(path: impl AsRef<Path>, cloud: &str) -> Result<Self> {
+        Self::open_with(path, cloud, crate::Durability::Disk)
+    }
+
+    /// Open (creating if needed) the database at `path` for the local cloud `cloud`: creates
+    /// the parent directories and the schema, and sets WAL mode, SQLite's `synchronous` for
+    /// `durability` and a 5 s busy timeout. Writes are group-committed: one writer thread takes
+    /// the operations waiting at that moment into one transaction (each in a savepoint), so one
+    /// sync makes a batch durable; every caller is answered after its batch committed. Several
+    /// stores, in this or other processes, may open the same file.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        cloud: &str,
+        durability: crate::Durability,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let backend = backend_name(cloud);
         let target = path.display().to_string();
@@ -119,18 +143,27 @@ impl SqliteCoordStore {
             })?;
         }
         let conn = Connection::open(&path).map_err(|e| map_err(&backend, "open", &target, e))?;
-        Self::init(conn, Some(path), backend)
-    }
-
-    /// Set what a commit survives ([`crate::Durability`]): SQLite's `synchronous` pragma.
-    pub fn with_durability(self, d: crate::Durability) -> Result<Self> {
-        {
-            let guard = lock(&self.inner.conn);
-            guard
-                .pragma_update(None, "synchronous", d.synchronous())
-                .map_err(|e| map_err(&self.inner.backend, "open", "synchronous", e))?;
+        let mut store = Self::init(conn, Some(path.clone()), backend.clone(), durability)?;
+        let wconn = Connection::open(&path).map_err(|e| map_err(&backend, "open", &target, e))?;
+        let setup = || -> rusqlite::Result<()> {
+            wconn.busy_timeout(BUSY_TIMEOUT)?;
+            wconn.pragma_update(None, "synchronous", durability.synchronous())?;
+            Ok(())
+        };
+        setup().map_err(|e| map_err(&backend, "open", &target, e))?;
+        let writer = Writer::spawn(wconn, cloud).map_err(|e| {
+            Error::new(
+                ErrorKind::Other,
+                &backend,
+                "open",
+                &target,
+                format!("cannot start the writer thread: {e}"),
+            )
+        })?;
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.writer = Some(writer);
         }
-        Ok(self)
+        Ok(store)
     }
 
     /// Purge expired entries now, synchronously (what opening a store does before use).
@@ -140,7 +173,13 @@ impl SqliteCoordStore {
         };
         let cutoff = now_ms().saturating_sub(i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
         let mut guard = lock(&self.inner.conn);
-        purge(&mut guard, cutoff).map_err(|e| map_err(&self.inner.backend, "purge_expired", "", e))
+        let run = |conn: &mut Connection| -> rusqlite::Result<u64> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = purge(&tx, cutoff)?;
+            tx.commit()?;
+            Ok(n)
+        };
+        run(&mut guard).map_err(|e| map_err(&self.inner.backend, "purge_expired", "", e))
     }
 
     /// Open an existing database without writing to it (`joint status` on a state directory
@@ -172,11 +211,13 @@ impl SqliteCoordStore {
         Ok(SqliteCoordStore {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                writer: None,
                 path: Some(path),
                 backend,
             }),
             item_limit: DEFAULT_ITEM_LIMIT,
             retention: None,
+            join_value_limit: DEFAULT_JOIN_VALUE_LIMIT,
         })
     }
 
@@ -185,10 +226,15 @@ impl SqliteCoordStore {
         let backend = backend_name(cloud);
         let conn =
             Connection::open_in_memory().map_err(|e| map_err(&backend, "open", ":memory:", e))?;
-        Self::init(conn, None, backend)
+        Self::init(conn, None, backend, crate::Durability::Process)
     }
 
-    fn init(conn: Connection, path: Option<PathBuf>, backend: String) -> Result<Self> {
+    fn init(
+        conn: Connection,
+        path: Option<PathBuf>,
+        backend: String,
+        durability: crate::Durability,
+    ) -> Result<Self> {
         let target = path
             .as_ref()
             .map(|p| p.display().to_string())
@@ -199,7 +245,7 @@ impl SqliteCoordStore {
                 // Returns the resulting mode as a row; an in-memory database stays "memory".
                 let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             }
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "synchronous", durability.synchronous())?;
             conn.execute_batch(SCHEMA)?;
             migrate(&conn)?;
             Ok(())
@@ -208,11 +254,13 @@ impl SqliteCoordStore {
         Ok(SqliteCoordStore {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                writer: None,
                 path,
                 backend,
             }),
             item_limit: DEFAULT_ITEM_LIMIT,
             retention: Some(joint_shim::caps::DEFAULT_RETENTION),
+            join_value_limit: DEFAULT_JOIN_VALUE_LIMIT,
         })
     }
 
@@ -231,7 +279,7 @@ impl SqliteCoordStore {
             return Ok(0);
         };
         let cutoff = now_ms.saturating_sub(i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
-        self.run("purge_expired", "", move |conn| purge(conn, cutoff))
+        self.write("purge_expired", "", move |conn| purge(conn, cutoff))
             .await
     }
 
@@ -244,6 +292,13 @@ impl SqliteCoordStore {
     /// fail `PayloadTooLarge`.
     pub fn with_item_limit(mut self, limit: u64) -> Self {
         self.item_limit = limit;
+        self
+    }
+
+    /// Set the largest join member value in bytes (default [`DEFAULT_JOIN_VALUE_LIMIT`]);
+    /// larger values fail `PayloadTooLarge`.
+    pub fn with_join_value_limit(mut self, limit: u64) -> Self {
+        self.join_value_limit = limit;
         self
     }
 
@@ -266,6 +321,35 @@ impl SqliteCoordStore {
             ));
         }
         Ok(())
+    }
+
+    /// Run the write `f` in the writer's next group commit (inside its own savepoint), or, for
+    /// an in-memory database, in its own transaction; answered once it is committed.
+    async fn write<T, F>(&self, op: &'static str, target: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let Some(w) = &self.inner.writer else {
+            return self
+                .run(op, target, move |conn| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let out = f(&tx)?;
+                    tx.commit()?;
+                    Ok(out)
+                })
+                .await;
+        };
+        w.call(f).await.map_err(|e| match e {
+            WriterError::Sqlite(e) => map_err(&self.inner.backend, op, target, e),
+            WriterError::Gone => Error::new(
+                ErrorKind::Unavailable,
+                &self.inner.backend,
+                op,
+                target,
+                "the store's writer thread stopped",
+            ),
+        })
     }
 
     /// Run `f` with the connection on the blocking pool; SQLite errors are mapped for `op` on
@@ -402,8 +486,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Delete items and joins last written before `cutoff` (Unix ms), in one transaction.
-fn purge(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<u64> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn purge(tx: &Connection, cutoff: i64) -> rusqlite::Result<u64> {
     tx.execute(
         "DELETE FROM invoked WHERE key IN (SELECT key FROM items WHERE updated_ms < ?1)",
         params![cutoff],
@@ -417,17 +500,16 @@ fn purge(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<u64> {
         "DELETE FROM join_heads WHERE updated_ms < ?1",
         params![cutoff],
     )?;
-    tx.commit()?;
     Ok((items + heads) as u64)
 }
 
-fn read_invoked(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<BTreeSet<String>> {
+fn read_invoked(tx: &Connection, key: &str) -> rusqlite::Result<BTreeSet<String>> {
     let mut stmt = tx.prepare_cached("SELECT name FROM invoked WHERE key = ?1")?;
     let rows = stmt.query_map(params![key], |r| r.get::<_, String>(0))?;
     rows.collect()
 }
 
-fn read_item(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<StoredItem>> {
+fn read_item(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredItem>> {
     let value: Option<Vec<u8>> = tx
         .prepare_cached("SELECT value FROM items WHERE key = ?1")?
         .query_row(params![key], |r| r.get(0))
@@ -446,6 +528,8 @@ impl CoordStore for SqliteCoordStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             item_limit: self.item_limit,
+            join_value_limit: self.join_value_limit,
+            max_join_width: None,
             atomic_join: true,
             consistent_read: true,
             retention: self.retention,
@@ -455,8 +539,7 @@ impl CoordStore for SqliteCoordStore {
     async fn create(&self, key: &str, value: Bytes) -> Result<Created> {
         self.check_size("create", key, value.len())?;
         let k = key.to_string();
-        self.run("create", key, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write("create", key, move |tx| {
             let inserted = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO items (key, value, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
@@ -471,7 +554,6 @@ impl CoordStore for SqliteCoordStore {
                     None => return Err(rusqlite::Error::QueryReturnedNoRows),
                 }
             };
-            tx.commit()?;
             Ok(out)
         })
         .await
@@ -492,8 +574,7 @@ impl CoordStore for SqliteCoordStore {
         let k = key.to_string();
         let names = names.to_vec();
         let out = self
-            .run("add_invoked", key, move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write("add_invoked", key, move |tx| {
                 let exists = tx
                     .prepare_cached("SELECT 1 FROM items WHERE key = ?1")?
                     .query_row(params![k], |_| Ok(()))
@@ -513,7 +594,6 @@ impl CoordStore for SqliteCoordStore {
                 tx.prepare_cached("UPDATE items SET updated_ms = ?2 WHERE key = ?1")?
                     .execute(params![k, now_ms()])?;
                 let set = read_invoked(&tx, &k)?;
-                tx.commit()?;
                 Ok(Some(set))
             })
             .await?;
@@ -536,23 +616,35 @@ impl CoordStore for SqliteCoordStore {
         capacity: u32,
         complete_at: u32,
     ) -> Result<JoinState> {
-        self.check_size("join", key, value.len())?;
+        if value.len() as u64 > self.join_value_limit {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                &self.inner.backend,
+                "join",
+                key,
+                format!(
+                    "member '{member}': value of {} bytes is over the join member limit of {} bytes",
+                    value.len(),
+                    self.join_value_limit
+                ),
+            ));
+        }
         let k = key.to_string();
         let m = member.to_string();
-        self.run("join", key, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write("join", key, move |tx| {
             let count: i64 = tx
                 .prepare_cached("SELECT count FROM join_heads WHERE key = ?1")?
                 .query_row(params![k], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let present = tx
-                .prepare_cached("SELECT 1 FROM joins WHERE key = ?1 AND member = ?2")?
-                .query_row(params![k, m], |_| Ok(()))
-                .optional()?
-                .is_some();
-            let added = !present && count < i64::from(capacity);
-            let count = if added {
+            // A member's `seq` is the count its insertion made: the member whose `seq` is
+            // `complete_at` completed the join.
+            let present: Option<i64> = tx
+                .prepare_cached("SELECT seq FROM joins WHERE key = ?1 AND member = ?2")?
+                .query_row(params![k, m], |r| r.get(0))
+                .optional()?;
+            let added = present.is_none() && count < i64::from(capacity);
+            let (count, seq) = if added {
                 let next = count + 1;
                 tx.prepare_cached(
                     "INSERT INTO joins (key, member, value, seq) VALUES (?1, ?2, ?3, ?4)",
@@ -563,13 +655,17 @@ impl CoordStore for SqliteCoordStore {
                      ON CONFLICT(key) DO UPDATE SET count = excluded.count, updated_ms = excluded.updated_ms",
                 )?
                 .execute(params![k, next, now_ms()])?;
-                next
+                (next, Some(next))
             } else {
-                count
+                (count, present)
             };
+            let completed = seq == Some(i64::from(complete_at));
             let count = u32::try_from(count).unwrap_or(u32::MAX);
             let mut members = BTreeMap::new();
-            if count >= complete_at {
+            // The completer and callers whose member was not added (redeliveries, a full
+            // join) get the members; a later member of a complete k-of-n join does not need
+            // them, so an n-way join reads its members O(1) times.
+            if count >= complete_at && (completed || !added) {
                 let mut stmt =
                     tx.prepare_cached("SELECT member, value FROM joins WHERE key = ?1")?;
                 let rows = stmt.query_map(params![k], |r| {
@@ -580,9 +676,9 @@ impl CoordStore for SqliteCoordStore {
                     members.insert(mem, val);
                 }
             }
-            tx.commit()?;
             Ok(JoinState {
                 added,
+                completed,
                 count,
                 members,
             })
@@ -632,8 +728,7 @@ impl CoordStore for SqliteCoordStore {
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         let (cond, vals) = prefix_clause("key", prefix);
-        self.run("delete_prefix", prefix, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write("delete_prefix", prefix, move |tx| {
             let p = rusqlite::params_from_iter(vals.iter());
             let items = tx.execute(&format!("DELETE FROM items WHERE {cond}"), p)?;
             let p = rusqlite::params_from_iter(vals.iter());
@@ -642,15 +737,13 @@ impl CoordStore for SqliteCoordStore {
             let heads = tx.execute(&format!("DELETE FROM join_heads WHERE {cond}"), p)?;
             let p = rusqlite::params_from_iter(vals.iter());
             tx.execute(&format!("DELETE FROM joins WHERE {cond}"), p)?;
-            tx.commit()?;
             Ok((items + heads) as u64)
         })
         .await
     }
     async fn delete(&self, key: &str) -> Result<bool> {
         let k = key.to_string();
-        self.run("delete", key, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write("delete", key, move |tx| {
             let items = tx
                 .prepare_cached("DELETE FROM items WHERE key = ?1")?
                 .execute(params![k])?;
@@ -661,7 +754,6 @@ impl CoordStore for SqliteCoordStore {
                 .execute(params![k])?;
             tx.prepare_cached("DELETE FROM joins WHERE key = ?1")?
                 .execute(params![k])?;
-            tx.commit()?;
             Ok(items + heads > 0)
         })
         .await

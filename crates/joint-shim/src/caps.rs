@@ -22,6 +22,13 @@ pub struct FaasCapabilities {
 pub struct StoreCapabilities {
     /// Largest value one item holds, in bytes (DynamoDB 400 KB, Tablestore 2 MB per cell).
     pub item_limit: u64,
+    /// Largest value of one join member, in bytes; a larger one fails `PayloadTooLarge`. The
+    /// runtime keeps branch outputs inline in a join only up to this size (minus its own
+    /// framing) and passes larger ones by reference.
+    pub join_value_limit: u64,
+    /// Largest `capacity` a join accepts (`None`: no ceiling); a wider join fails
+    /// `InvalidInput` before anything is written.
+    pub max_join_width: Option<u32>,
     /// The join is one atomic operation that returns the whole state.
     pub atomic_join: bool,
     /// Reads are strongly consistent.

@@ -446,7 +446,12 @@ mod tests {
         // A script given to an interpreter: arguments starting with ./ or ../ resolve too.
         assert_eq!(
             h.command_argv(&argv(&["python3", "./steps.py", "../data.json", "x/y"])),
-            argv(&["python3", "/defs/proj/steps.py", "/defs/proj/../data.json", "x/y"])
+            argv(&[
+                "python3",
+                "/defs/proj/steps.py",
+                "/defs/proj/../data.json",
+                "x/y"
+            ])
         );
         assert!(h.command_argv(&[]).is_empty());
     }

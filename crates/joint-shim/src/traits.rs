@@ -109,11 +109,23 @@ pub trait CoordStore: Send + Sync + Debug {
     ///
     /// Behavior:
     /// - `added` is true only for the call that put `member` in; a member already present keeps
-    ///   its first value and `added` is false.
+    ///   its first value and `added` is false. Adding a member and counting it are one atomic
+    ///   step: concurrent deliveries of one member count it once.
     /// - A join holding `capacity` members accepts no new member (`added` false).
-    /// - `count` is the number of members after the call. When `count >= complete_at`, `members`
-    ///   holds every member and value (a store may always return them).
-    /// - Of concurrent calls, exactly one sees `added && count == complete_at`.
+    /// - `completed` is true for exactly one call of all calls on the join once `complete_at`
+    ///   members are in: the call that completed it. A redelivered duplicate of that member may
+    ///   report `completed` again; no other call may. (If the completing call itself fails, e.g.
+    ///   its answer is lost, no call may report it: the redelivery of its member sees
+    ///   `added == false` and takes the redelivery path.)
+    /// - `count` is the number of members after the call, at least (a store that adds and
+    ///   counts in one request and reads in another may include members added since).
+    /// - When `count >= complete_at` and the call `completed` the join or did not add its
+    ///   member, `members` holds every member and value. Other calls may get it empty (a store
+    ///   may always return them), so an n-way join reads its n members O(1) times, not n times.
+    /// - Bytes written per member do not grow with the join's width.
+    /// - A `value` over `capabilities().join_value_limit` fails `PayloadTooLarge`, a
+    ///   `capacity` over `capabilities().max_join_width` fails `InvalidInput`, both before
+    ///   anything is written.
     async fn join(
         &self,
         key: &str,

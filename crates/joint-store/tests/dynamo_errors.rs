@@ -122,3 +122,84 @@ async fn server_errors_are_retryable_unavailable() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.is_retryable());
 }
+
+fn canceled(reasons: &str) -> HttpResponse {
+    let body = format!(
+        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"Transaction cancelled","CancellationReasons":[{reasons}]}}"#
+    );
+    HttpResponse::new(
+        StatusCode::try_from(400).expect("status"),
+        SdkBody::from(body),
+    )
+}
+
+fn head(cnt: u32, done: Option<&str>) -> HttpResponse {
+    let done = done
+        .map(|d| format!(r#","done":{{"S":"{d}"}}"#))
+        .unwrap_or_default();
+    let body = format!(
+        r#"{{"Item":{{"pk":{{"S":"r"}},"sk":{{"S":"r/J-join@0"}},"kind":{{"S":"join"}},"wide":{{"N":"100"}},"cnt":{{"N":"{cnt}"}}{done}}}}}"#
+    );
+    HttpResponse::new(
+        StatusCode::try_from(200).expect("status"),
+        SdkBody::from(body),
+    )
+}
+
+/// A wide join whose transaction DynamoDB cancels for a conflicting transaction on the head is
+/// sent again (nothing was written); the cancellation reasons tell a duplicate from a full join.
+#[tokio::test]
+async fn wide_join_retries_conflicts_and_reads_cancellation_reasons() {
+    let conflict = mock!(Client::transact_write_items).then_http_response(|| {
+        canceled(r#"{"Code":"None"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}"#)
+    });
+    let ok = mock!(Client::transact_write_items).then_http_response(|| {
+        HttpResponse::new(
+            StatusCode::try_from(200).expect("status"),
+            SdkBody::from("{}"),
+        )
+    });
+    let read = mock!(Client::get_item).then_http_response(|| head(7, None));
+    let dup = mock!(Client::transact_write_items).then_http_response(|| {
+        canceled(r#"{"Code":"ConditionalCheckFailed","Message":"The conditional request failed"},{"Code":"None"}"#)
+    });
+    let read2 = mock!(Client::get_item).then_http_response(|| head(8, None));
+    let full = mock!(Client::transact_write_items).then_http_response(|| {
+        canceled(r#"{"Code":"None"},{"Code":"ConditionalCheckFailed","Message":"The conditional request failed"}"#)
+    });
+    let read3 = mock!(Client::get_item).then_http_response(|| head(100, Some("42")));
+    let members = mock!(Client::query).then_http_response(|| {
+        let body = r#"{"Items":[{"sk":{"S":"r/J-join@0\u0001x"},"val":{"B":"eA=="}}],"Count":1}"#;
+        HttpResponse::new(
+            StatusCode::try_from(200).expect("status"),
+            SdkBody::from(body),
+        )
+    });
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        &[&conflict, &ok, &read, &dup, &read2, &full, &read3, &members],
+        |b| b.retry_config(RetryConfig::disabled())
+    );
+    let s = store(client).await;
+    assert!(s.is_wide_join(100));
+    let st = s
+        .join("r/J-join@0", "7", Bytes::from_static(b"v"), 100, 100)
+        .await
+        .expect("added after a conflict");
+    assert!(st.added && st.count == 7 && !st.completed, "{st:?}");
+    let st = s
+        .join("r/J-join@0", "3", Bytes::from_static(b"v"), 100, 100)
+        .await
+        .expect("duplicate");
+    assert!(!st.added && st.count == 8 && !st.completed, "{st:?}");
+    let st = s
+        .join("r/J-join@0", "over", Bytes::from_static(b"v"), 100, 100)
+        .await
+        .expect("full");
+    assert!(
+        !st.added && st.count == 100 && !st.completed && st.members.len() == 1,
+        "a full join, claimed by member 42: {st:?}"
+    );
+    assert_eq!(st.members["x"], b"x".to_vec());
+}

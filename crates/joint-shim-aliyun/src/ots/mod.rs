@@ -43,3 +43,13 @@ pub fn composite_filter(op: proto::LogicalOperator, subs: Vec<proto::Filter>) ->
         filter: f.encode_to_vec(),
     }
 }
+
+/// Serialize a column-pagination filter for a wide-row read (GetRow, GetRange): skip `offset`
+/// columns, return at most `limit`.
+pub fn column_pagination_filter(offset: i32, limit: i32) -> proto::Filter {
+    use prost::Message;
+    proto::Filter {
+        r#type: proto::FilterType::FtColumnPagination as i32,
+        filter: proto::ColumnPaginationFilter { offset, limit }.encode_to_vec(),
+    }
+}

@@ -412,6 +412,15 @@ pub struct CompositeColumnValueFilter {
     pub sub_filters: Vec<Filter>,
 }
 
+/// Wide-row reads: skip `offset` columns (after `start_column`), return at most `limit`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ColumnPaginationFilter {
+    #[prost(int32, required, tag = "1")]
+    pub offset: i32,
+    #[prost(int32, required, tag = "2")]
+    pub limit: i32,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Filter {
     #[prost(enumeration = "FilterType", required, tag = "1")]

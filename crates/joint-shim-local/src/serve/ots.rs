@@ -685,6 +685,27 @@ fn project(
     r
 }
 
+/// A ColumnPaginationFilter: (`offset`, `limit`) of the attribute columns a read selected.
+fn pagination(f: &proto::Filter) -> Result<(usize, usize), Fail> {
+    let p = proto::ColumnPaginationFilter::decode(f.filter.as_slice())
+        .map_err(|e| invalid(format!("bad filter: {e}")))?;
+    match (usize::try_from(p.offset), usize::try_from(p.limit)) {
+        (Ok(offset), Ok(limit)) if limit > 0 => Ok((offset, limit)),
+        _ => Err(invalid(format!(
+            "ColumnPaginationFilter needs offset >= 0 and limit > 0, got {} and {}",
+            p.offset, p.limit
+        ))),
+    }
+}
+
+/// Keep `limit` attribute columns after skipping `offset` (of those the read selected).
+fn paginate(mut r: Row, page: Option<(usize, usize)>) -> Row {
+    if let Some((offset, limit)) = page {
+        r.cells = r.cells.into_iter().skip(offset).take(limit).collect();
+    }
+    r
+}
+
 fn returned(t: &Table, k: &Key, rc: Option<&proto::ReturnContent>) -> Option<Vec<u8>> {
     let rc = rc?;
     match rc.return_type {
@@ -831,6 +852,8 @@ impl Cond {
 struct Read {
     time_range: Option<(i64, i64)>,
     filter: Option<Cond>,
+    /// A ColumnPaginationFilter (wide rows are read by pages).
+    page: Option<(usize, usize)>,
 }
 
 impl Read {
@@ -860,8 +883,22 @@ impl Read {
                 }
             }),
         };
-        let filter = filter.map(Cond::parse).transpose()?;
-        Ok(Read { time_range, filter })
+        let mut page = None;
+        let mut cond = None;
+        if let Some(bytes) = filter {
+            let f =
+                proto::Filter::decode(bytes).map_err(|e| invalid(format!("bad filter: {e}")))?;
+            if f.r#type == proto::FilterType::FtColumnPagination as i32 {
+                page = Some(pagination(&f)?);
+            } else {
+                cond = Some(Cond::parse(bytes)?);
+            }
+        }
+        Ok(Read {
+            time_range,
+            filter: cond,
+            page,
+        })
     }
 
     /// The row as read (its projected cells), or `None` when the filter drops it.
@@ -883,7 +920,7 @@ impl Read {
                 return None;
             }
         }
-        Some(row)
+        Some(paginate(row, self.page))
     }
 }
 
@@ -933,43 +970,54 @@ fn update(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Ke
     let k = key_of(t, row, false)?;
     t.expire_row(&k, now);
     check(t, &k, c)?;
-    let existed = t.rows.contains_key(&k);
-    let mut cells = t.rows.get(&k).cloned().unwrap_or_default();
-    let mut seen = std::collections::BTreeSet::new();
+    // The new values of the columns the request touches (`None`: deleted), computed before
+    // anything changes so a refused request changes nothing; the rest of the row is left in
+    // place rather than copied, so an update costs the columns it writes, not the row's width.
+    let current = t.rows.get(&k);
+    let mut staged: BTreeMap<&str, Option<(Value, i64)>> = BTreeMap::new();
     for cell in &row.cells {
         check_cell(cell)?;
-        if !seen.insert(cell.name.clone()) && cell.op == Some(CellOp::Increment) {
+        if staged.contains_key(cell.name.as_str()) && cell.op == Some(CellOp::Increment) {
             return Err(invalid(format!(
                 "column '{}' is incremented and written in one request",
                 cell.name
             )));
         }
-        match cell.op {
+        // The column as this request sees it: what an earlier cell of it staged, else the row.
+        let have: Option<(Value, i64)> = match staged.get(cell.name.as_str()) {
+            Some(v) => v.clone(),
+            None => current.and_then(|cells| cells.get(&cell.name)).cloned(),
+        };
+        let new = match cell.op {
             None => {
                 let v = cell
                     .value
                     .clone()
                     .ok_or_else(|| invalid("a put cell has no value"))?;
                 t.check_timestamp(cell, now)?;
-                write_version(&mut cells, &cell.name, v, cell.timestamp.unwrap_or(now));
+                let ts = cell.timestamp.unwrap_or(now);
+                // The newest version wins (one version is kept).
+                match have {
+                    Some((old, old_ts)) if old_ts > ts => Some((old, old_ts)),
+                    _ => Some((v, ts)),
+                }
             }
-            Some(CellOp::DeleteAll) => {
-                cells.remove(&cell.name);
-            }
+            Some(CellOp::DeleteAll) => None,
             Some(CellOp::DeleteOne) => {
                 // Deletes the version at that timestamp only.
                 let ts = cell
                     .timestamp
                     .ok_or_else(|| invalid("deleting one version needs its timestamp"))?;
-                if cells.get(&cell.name).is_some_and(|(_, have)| *have == ts) {
-                    cells.remove(&cell.name);
+                match have {
+                    Some((_, have_ts)) if have_ts == ts => None,
+                    other => other,
                 }
             }
             Some(CellOp::Increment) => {
                 let Some(Value::Integer(d)) = cell.value else {
                     return Err(invalid("an increment needs an integer value"));
                 };
-                let cur = match cells.get(&cell.name) {
+                let cur = match &have {
                     None => 0,
                     Some((Value::Integer(i), _)) => *i,
                     Some(_) => {
@@ -979,12 +1027,25 @@ fn update(t: &mut Table, row: &Row, c: &proto::Condition, now: i64) -> Result<Ke
                 let n = cur
                     .checked_add(d)
                     .ok_or_else(|| invalid("increment overflow"))?;
-                cells.insert(cell.name.clone(), (Value::Integer(n), now));
+                Some((Value::Integer(n), now))
+            }
+        };
+        staged.insert(cell.name.as_str(), new);
+    }
+    let existed = current.is_some();
+    let cells = t.rows.entry(k.clone()).or_default();
+    for (name, new) in staged {
+        match new {
+            Some(v) => {
+                cells.insert(name.to_string(), v);
+            }
+            None => {
+                cells.remove(name);
             }
         }
     }
-    if existed || !cells.is_empty() {
-        t.rows.insert(k.clone(), cells);
+    if !existed && cells.is_empty() {
+        t.rows.remove(&k);
     }
     Ok(k)
 }

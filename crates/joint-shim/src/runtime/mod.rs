@@ -103,6 +103,9 @@ impl RuntimeConfig {
     }
 }
 
+/// Bytes a join member record adds around a branch output (`{"step":…,"out":{"inline":…}}`).
+const JOIN_MEMBER_FRAMING: u64 = 256;
+
 /// Default [`RuntimeConfig::invoke_deadline`]: Lambda's longest timeout plus its async retries.
 pub const DEFAULT_INVOKE_DEADLINE: Duration = Duration::from_secs(60 * 60);
 
@@ -489,6 +492,18 @@ impl Runtime {
         }
         let own = self.inner.clouds.get(&sub.faas)?;
         cfg.item_limit = cfg.item_limit.min(own.coord.capabilities().item_limit);
+        // A join lives in its successor's store: branch outputs travel inline in it only while
+        // their member record (the output plus its framing) fits that store's member limit.
+        if let Some(join) = sub
+            .next
+            .first()
+            .and_then(|e| self.inner.clouds.get(&e.faas).ok())
+        {
+            let limit = join.coord.capabilities().join_value_limit;
+            cfg.join_inline_limit = cfg
+                .join_inline_limit
+                .min(limit.saturating_sub(JOIN_MEMBER_FRAMING));
+        }
         Ok(cfg)
     }
 

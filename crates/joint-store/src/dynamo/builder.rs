@@ -18,9 +18,32 @@ pub const DEFAULT_ITEM_LIMIT: u64 = 400 * 1024 - 16 * 1024;
 /// retention of a run's working state (ADR 0009), 8 days.
 pub const DEFAULT_TTL: Duration = joint_shim::caps::DEFAULT_RETENTION;
 
+/// Default largest join member value: 4 KiB (the runtime passes larger branch outputs by
+/// reference).
+pub const DEFAULT_JOIN_VALUE_LIMIT: u64 = 4 * 1024;
+
+/// Default widest join kept in one item: wider joins (and narrower ones whose item could
+/// outgrow 400 KB) keep one item per member (ADR 0101).
+pub const DEFAULT_WIDE_JOIN_ABOVE: u32 = 16;
+
+/// The size limits a store is built with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub item: u64,
+    pub join_value: u64,
+    pub wide_join_above: u32,
+}
+
 /// Configuration keys of the store (besides the connection keys `region`, `endpoint_url`,
 /// `access_key_id`, `secret_access_key`, `session_token`, `profile`).
-pub const STORE_KEYS: &[&str] = &["table", "ttl_seconds", "item_limit", "cloud"];
+pub const STORE_KEYS: &[&str] = &[
+    "table",
+    "ttl_seconds",
+    "item_limit",
+    "join_value_limit",
+    "wide_join_above",
+    "cloud",
+];
 
 /// Builds a [`DynamoCoordStore`].
 ///
@@ -169,13 +192,42 @@ impl DynamoStoreBuilder {
                 format!("{item_limit} is over DynamoDB's 400 KB item limit"),
             ));
         }
+        let join_value = num("join_value_limit", DEFAULT_JOIN_VALUE_LIMIT)?;
+        // A wide join's member item holds the value next to its key (up to 1 KB) and a few
+        // attributes; it must fit DynamoDB's 400 KB too.
+        if join_value > 400 * 1024 - 2 * 1024 {
+            return Err(bad(
+                "join_value_limit",
+                format!(
+                    "{join_value} leaves no room for a member item's key within DynamoDB's 400 KB item limit (at most {})",
+                    400 * 1024 - 2 * 1024
+                ),
+            ));
+        }
+        let wide_join_above = match self.settings.get("wide_join_above") {
+            None => DEFAULT_WIDE_JOIN_ABOVE,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                bad(
+                    "wide_join_above",
+                    format!("'{v}' is not a join width (0 makes every join wide)"),
+                )
+            })?,
+        };
         let client = match (self.client, self.sdk_config) {
             (Some(c), _) => c,
             (None, Some(cfg)) => Client::new(&cfg),
             (None, None) => Client::new(&self.conn.load(&backend).await?),
         };
         Ok(DynamoCoordStore::new(
-            client, table, backend, ttl, item_limit,
+            client,
+            table,
+            backend,
+            ttl,
+            Limits {
+                item: item_limit,
+                join_value,
+                wide_join_above,
+            },
         ))
     }
 }

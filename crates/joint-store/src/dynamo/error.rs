@@ -25,7 +25,11 @@ fn kind_of_code(code: &str, message: &str) -> Option<ErrorKind> {
         // A missing table: the cloud's store is not there (misconfigured or gone).
         "ResourceNotFoundException" => ErrorKind::Unavailable,
         "ItemCollectionSizeLimitExceededException" => ErrorKind::PayloadTooLarge,
-        "ValidationException" if message.contains("size has exceeded") => {
+        // PutItem: "Item size has exceeded the maximum allowed size"; UpdateItem: "Item size to
+        // update has exceeded the maximum allowed size".
+        "ValidationException"
+            if message.contains("size") && message.contains("exceeded the maximum") =>
+        {
             ErrorKind::PayloadTooLarge
         }
         "ValidationException" | "SerializationException" => ErrorKind::InvalidInput,
@@ -157,6 +161,13 @@ mod tests {
         );
         assert_eq!(
             kind_of_code("ValidationException", "Item size has exceeded the maximum"),
+            Some(ErrorKind::PayloadTooLarge)
+        );
+        assert_eq!(
+            kind_of_code(
+                "ValidationException",
+                "Item size to update has exceeded the maximum allowed size"
+            ),
             Some(ErrorKind::PayloadTooLarge)
         );
         assert_eq!(kind_of_code("SomethingNew", ""), None);

@@ -18,8 +18,8 @@ const BATCH: usize = 25;
 const BATCH_ATTEMPTS: u32 = 8;
 
 impl DynamoCoordStore {
-    /// Every item whose key starts with `prefix`: only the keys when `keys_only`, else only
-    /// output items, whole.
+    /// Every item whose key starts with `prefix`: only the keys and `kind` when `keys_only`
+    /// (wide joins' member items included), else only output items, whole.
     pub(crate) async fn query_prefix(
         &self,
         op: &'static str,
@@ -46,7 +46,8 @@ impl DynamoCoordStore {
                         )
                         .set_exclusive_start_key(start.take());
                     q = if keys_only {
-                        q.projection_expression("#pk, #sk")
+                        q.projection_expression("#pk, #sk, #kind")
+                            .expression_attribute_names("#kind", KIND)
                     } else {
                         q.filter_expression("#kind = :out")
                             .expression_attribute_names("#kind", KIND)
@@ -72,8 +73,9 @@ impl DynamoCoordStore {
                         .set_exclusive_start_key(start.take());
                     s = if keys_only {
                         s.filter_expression("begins_with(#sk, :prefix)")
-                            .projection_expression("#pk, #sk")
+                            .projection_expression("#pk, #sk, #kind")
                             .expression_attribute_names("#pk", PK)
+                            .expression_attribute_names("#kind", KIND)
                     } else {
                         s.filter_expression("begins_with(#sk, :prefix) AND #kind = :out")
                             .expression_attribute_names("#kind", KIND)
@@ -95,8 +97,9 @@ impl DynamoCoordStore {
         Ok(items)
     }
 
-    /// Delete the items (key attributes only), 25 per BatchWriteItem, retrying unprocessed
-    /// items with backoff.
+    /// Delete the items (key attributes and `kind`), 25 per BatchWriteItem, retrying
+    /// unprocessed items with backoff. Returns how many output items and joins were deleted:
+    /// a wide join's member items are part of their join, not counted.
     pub(crate) async fn batch_delete(&self, prefix: &str, items: Vec<Attrs>) -> Result<u64> {
         let mut deleted = 0u64;
         for chunk in items.chunks(BATCH) {
@@ -126,7 +129,7 @@ impl DynamoCoordStore {
                     })?;
                 pending.push(WriteRequest::builder().delete_request(del).build());
             }
-            let n = pending.len() as u64;
+            let n = chunk.iter().filter(|a| !item::is_member(a)).count() as u64;
             let mut attempt = 0;
             while !pending.is_empty() {
                 if attempt > 0 {

@@ -1,21 +1,22 @@
-//! [`DynamoCoordStore`]: the `CoordStore` operations, one round trip each.
+//! [`DynamoCoordStore`]: the `CoordStore` operations, one round trip each (a wide join: two or
+//! three, see [`super`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use bytes::Bytes;
 use joint_core::machine::{JoinState, StoredItem};
 use joint_shim::{CoordStore, Created, Error, ErrorKind, Result, StoreCapabilities};
 
+use super::builder::Limits;
 use super::error::parse_error;
 use super::item::{self, Attrs};
-use super::keys::{CNT, EXPIRES, INV, KIND, KIND_JOIN, PK, member_attr};
+use super::keys::{EXPIRES, INV, MEMBER_SEP, PK};
 
 /// The coordination store on one DynamoDB table (see the [module docs](super) for the design).
 /// Cheap to clone.
@@ -26,6 +27,8 @@ pub struct DynamoCoordStore {
     pub(crate) backend: String,
     ttl: Duration,
     item_limit: u64,
+    pub(crate) join_value_limit: u64,
+    pub(crate) wide_join_above: u32,
 }
 
 impl std::fmt::Debug for DynamoCoordStore {
@@ -35,6 +38,8 @@ impl std::fmt::Debug for DynamoCoordStore {
             .field("table", &self.table)
             .field("ttl", &self.ttl)
             .field("item_limit", &self.item_limit)
+            .field("join_value_limit", &self.join_value_limit)
+            .field("wide_join_above", &self.wide_join_above)
             .finish()
     }
 }
@@ -45,15 +50,23 @@ impl DynamoCoordStore {
         table: String,
         backend: String,
         ttl: Duration,
-        item_limit: u64,
+        limits: Limits,
     ) -> Self {
         DynamoCoordStore {
             client,
             table,
             backend,
             ttl,
-            item_limit,
+            item_limit: limits.item,
+            join_value_limit: limits.join_value,
+            wide_join_above: limits.wide_join_above,
         }
+    }
+
+    /// Whether joins of `capacity` members are wide on this store: a head item plus one item
+    /// per member (ADR 0101), rather than one item.
+    pub fn is_wide_join(&self, capacity: u32) -> bool {
+        !self.is_narrow(capacity)
     }
 
     /// The table.
@@ -80,7 +93,7 @@ impl DynamoCoordStore {
         )
     }
 
-    fn expires(&self) -> AttributeValue {
+    pub(crate) fn expires(&self) -> AttributeValue {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -99,23 +112,37 @@ impl DynamoCoordStore {
                 ),
             ));
         }
-        self.check_key(op, key)
+        self.check_user_key(op, key)
     }
 
-    fn check_key(&self, op: &'static str, key: &str) -> Result<()> {
+    pub(crate) fn check_key(&self, op: &'static str, key: &str) -> Result<()> {
         if key.is_empty() || key.len() > 1024 {
             return Err(self.err(
                 ErrorKind::InvalidInput,
                 op,
                 key,
-                "a key must be 1-1024 bytes (DynamoDB sort key limit)".into(),
+                "a key must be 1-1024 bytes (DynamoDB sort key limit; a wide join's member item's key is the join's key, U+0001 and the member)".into(),
             ));
         }
         Ok(())
     }
 
+    /// A key the caller gives: [`Self::check_key`], and no U+0001 (it separates a wide join's
+    /// key from its members' names).
+    fn check_user_key(&self, op: &'static str, key: &str) -> Result<()> {
+        if key.contains(MEMBER_SEP) {
+            return Err(self.err(
+                ErrorKind::InvalidInput,
+                op,
+                key,
+                "a key must not contain U+0001 (reserved for join member items)".into(),
+            ));
+        }
+        self.check_key(op, key)
+    }
+
     /// Consistent read of the raw item.
-    async fn get_attrs(&self, op: &'static str, key: &str) -> Result<Option<Attrs>> {
+    pub(crate) async fn get_attrs(&self, op: &'static str, key: &str) -> Result<Option<Attrs>> {
         let out = self
             .client
             .get_item()
@@ -134,6 +161,8 @@ impl CoordStore for DynamoCoordStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             item_limit: self.item_limit,
+            join_value_limit: self.join_value_limit,
+            max_join_width: None,
             atomic_join: true,
             consistent_read: true,
             retention: Some(self.ttl),
@@ -178,6 +207,7 @@ impl CoordStore for DynamoCoordStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredItem>> {
+        self.check_user_key("get", key)?;
         match self.get_attrs("get", key).await? {
             None => Ok(None),
             Some(a) => item::stored_item(&a)
@@ -187,6 +217,7 @@ impl CoordStore for DynamoCoordStore {
     }
 
     async fn add_invoked(&self, key: &str, names: &[String]) -> Result<BTreeSet<String>> {
+        self.check_user_key("add_invoked", key)?;
         if names.is_empty() {
             // DynamoDB has no empty sets: nothing to add, so read.
             return match self.get_attrs("add_invoked", key).await? {
@@ -248,53 +279,17 @@ impl CoordStore for DynamoCoordStore {
         member: &str,
         value: Bytes,
         capacity: u32,
-        _complete_at: u32,
+        complete_at: u32,
     ) -> Result<JoinState> {
-        self.check_size("join", key, value.len())?;
-        if member.is_empty() {
-            return Err(self.err(
-                ErrorKind::InvalidInput,
-                "join",
-                key,
-                "a join member name must not be empty".into(),
-            ));
+        self.check_user_key("join", key)?;
+        self.check_join(key, member, &value)?;
+        if self.is_narrow(capacity) {
+            self.join_narrow(key, member, value, capacity, complete_at)
+                .await
+        } else {
+            self.join_wide(key, member, value, capacity, complete_at)
+                .await
         }
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key_attrs(key)))
-            .update_expression(
-                "SET #m = :v, #kind = :join, #exp = if_not_exists(#exp, :exp) ADD #cnt :one",
-            )
-            .condition_expression(
-                "attribute_not_exists(#m) AND (attribute_not_exists(#cnt) OR #cnt < :cap)",
-            )
-            .expression_attribute_names("#m", member_attr(member))
-            .expression_attribute_names("#kind", KIND)
-            .expression_attribute_names("#exp", EXPIRES)
-            .expression_attribute_names("#cnt", CNT)
-            .expression_attribute_values(":v", AttributeValue::B(Blob::new(value.to_vec())))
-            .expression_attribute_values(":join", AttributeValue::S(KIND_JOIN.into()))
-            .expression_attribute_values(":exp", self.expires())
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":cap", AttributeValue::N(capacity.to_string()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let (attrs, added): (Option<HashMap<_, _>>, bool) = match r {
-            Ok(out) => (out.attributes, true),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => match &c.item {
-                    Some(old) => (Some(old.clone()), false),
-                    // Not returned: one consistent read on this (losing) path only.
-                    None => (self.get_attrs("join", key).await?, false),
-                },
-                _ => return Err(parse_error(&e, &self.backend, "join", key)),
-            },
-        };
-        item::join_state(attrs.as_ref(), added).map_err(|m| self.corrupt("join", key, m))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
@@ -318,7 +313,13 @@ impl CoordStore for DynamoCoordStore {
         self.batch_delete(prefix, keys).await
     }
     async fn delete(&self, key: &str) -> Result<bool> {
-        self.check_key("delete", key)?;
+        self.check_user_key("delete", key)?;
+        // A wide join's member items go first: a join deleted halfway must not leave members
+        // that a new join at the key would take for its own. One Query finds none for other
+        // items.
+        let members = self.member_keys("delete", key).await?;
+        let had_members = !members.is_empty();
+        self.batch_delete(key, members).await?;
         // Output items and joins share the key space: one DeleteItem removes whichever it is,
         // and the old item (if any) says whether there was one.
         let out = self
@@ -330,6 +331,6 @@ impl CoordStore for DynamoCoordStore {
             .send()
             .await
             .map_err(|e| parse_error(&e, &self.backend, "delete", key))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        Ok(had_members || out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

@@ -10,10 +10,10 @@ use super::store::TablestoreCoordStore;
 
 /// Builds a [`TablestoreCoordStore`]. Keys for [`TablestoreStoreBuilder::with_config`]:
 /// `ots_endpoint` (alias `tablestore_endpoint`), `instance`, `region`, `table`,
-/// `item_limit`, `timeout_ms`, `ttl_seconds` (the table's time to live as created, `-1` for none;
-/// default 8 days, what `joint aliyun create-table` sets), `access_key_id`,
-/// `access_key_secret`, `security_token`, `ots_sign_version` (`v2`, the default, or `v4`:
-/// SignV4 scoped to `region`, which it needs).
+/// `item_limit`, `join_value_limit`, `timeout_ms`, `ttl_seconds` (the table's time to live as
+/// created, `-1` for none; default 8 days, what `joint aliyun create-table` sets),
+/// `access_key_id`, `access_key_secret`, `security_token`, `ots_sign_version` (`v2`, the
+/// default, or `v4`: SignV4 scoped to `region`, which it needs).
 /// Unknown keys are errors naming the key.
 #[derive(Debug, Clone, Default)]
 pub struct TablestoreStoreBuilder {
@@ -24,6 +24,7 @@ pub struct TablestoreStoreBuilder {
     table: Option<String>,
     item_limit: Option<u64>,
     ttl: Option<Option<Duration>>,
+    join_value_limit: Option<u64>,
     timeout: Option<Duration>,
     credential: Option<Credential>,
     sign_v4: bool,
@@ -88,6 +89,7 @@ impl TablestoreStoreBuilder {
                 "region" => self.region = Some(v),
                 "table" => self.table = Some(v),
                 "item_limit" => self.item_limit = Some(num(&v)?),
+                "join_value_limit" => self.join_value_limit = Some(num(&v)?),
                 "timeout_ms" => self.timeout = Some(Duration::from_millis(num(&v)?)),
                 "ttl_seconds" => {
                     self.ttl = Some(match v.trim() {
@@ -147,12 +149,22 @@ impl TablestoreStoreBuilder {
                 super::store::ITEM_LIMIT
             ));
         }
+        let join_limit = self
+            .join_value_limit
+            .unwrap_or(super::store::DEFAULT_JOIN_VALUE_LIMIT);
+        if join_limit > super::store::ITEM_LIMIT {
+            return Err(format!(
+                "tablestore: join_value_limit {join_limit} is over Tablestore's {}-byte cell limit",
+                super::store::ITEM_LIMIT
+            ));
+        }
         let store = TablestoreCoordStore::new(
             client,
             self.table.unwrap_or_else(|| "joint".into()),
             &self.cloud.unwrap_or_else(|| "aliyun".into()),
             limit,
-        );
+        )
+        .with_join_value_limit(join_limit);
         Ok(match self.ttl {
             Some(ttl) => store.with_retention(ttl),
             None => store,

@@ -7,13 +7,15 @@
 //! | row | columns |
 //! |---|---|
 //! | output item | `v` BLOB (the value), `i_<hex(name)>` BOOLEAN per invoked successor |
-//! | join | `n` INTEGER (members), `b_<hex(member)>` BOOLEAN, `m_<hex(member)>` BLOB (value) |
+//! | join | `n` INTEGER (members), `m_<hex(member)>` BLOB (value), one column per member |
 //!
 //! Operations (wire requests): create = PutRow `EXPECT_NOT_EXIST` (+ GetRow for the winner
 //! when it loses); get = GetRow; add_invoked = UpdateRow `EXPECT_EXIST` + GetRow of the
-//! `i_` column range; join = ONE conditional UpdateRow (`PUT b_/m_`, `INCREMENT n`,
-//! condition `b_ != true AND n < capacity` passing if missing, `RT_AFTER_MODIFY` returning
-//! `n`) + a GetRow only when the join is complete or the call was a duplicate; list = GetRange
+//! `i_` column range; join = ONE conditional UpdateRow (`PUT m_`, `INCREMENT n`, condition
+//! `m_ == "" AND m_ == "\0" AND n < capacity` each passing if missing — true only while the
+//! member's column is missing — `RT_AFTER_MODIFY` returning `n`), then for the completer the
+//! `m_` column range read in pages (ColumnPaginationFilter), for a duplicate a GetRow of `n`
+//! first (ADR 0202); list = GetRange
 //! over the partition; delete_prefix = GetRange (primary keys only) + BatchWriteRow;
 //! delete = ONE DeleteRow `EXPECT_EXIST` (an output item or a join, whichever row is at the key;
 //! DeleteRow cannot otherwise tell whether a row existed, so a failed condition means `false`).

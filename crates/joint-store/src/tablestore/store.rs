@@ -10,7 +10,8 @@ use joint_shim_aliyun::ots::proto::{
     self, ComparatorType, LogicalOperator, RowExistenceExpectation,
 };
 use joint_shim_aliyun::ots::{
-    Cell, OtsClient, OtsError, Row, Value, composite_filter, parse_error, single_column_filter,
+    Cell, OtsClient, OtsError, Row, Value, column_pagination_filter, composite_filter, parse_error,
+    single_column_filter,
 };
 use prost::Message;
 
@@ -18,7 +19,15 @@ use super::keys::{column, partition, pk, successor, uncolumn};
 
 /// Tablestore's largest attribute value (2 MB).
 pub const ITEM_LIMIT: u64 = 2 * 1024 * 1024;
+/// Default largest join member value: 4 KiB (the runtime passes larger branch outputs by
+/// reference).
+pub const DEFAULT_JOIN_VALUE_LIMIT: u64 = 4 * 1024;
 const BATCH: usize = 200;
+/// Bytes of member values one GetRow of a join's members returns at most (Tablestore caps a
+/// read's answer at 4 MB; GetRange documents it, GetRow pages wide rows by columns).
+const MEMBER_PAGE_BYTES: u64 = 4 * 1024 * 1024;
+/// Bytes of one member column besides its value: the hex column name, timestamp and framing.
+const MEMBER_COLUMN_BYTES: u64 = 300;
 
 /// The coordination store on one Tablestore table. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,6 +37,7 @@ pub struct TablestoreCoordStore {
     backend: String,
     item_limit: u64,
     retention: Option<std::time::Duration>,
+    join_value_limit: u64,
 }
 
 fn cond(e: RowExistenceExpectation, filter: Option<proto::Filter>) -> proto::Condition {
@@ -48,7 +58,14 @@ impl TablestoreCoordStore {
             backend: format!("tablestore({cloud})"),
             item_limit,
             retention: Some(joint_shim::caps::DEFAULT_RETENTION),
+            join_value_limit: DEFAULT_JOIN_VALUE_LIMIT,
         }
+    }
+
+    /// Set the largest join member value in bytes (default [`DEFAULT_JOIN_VALUE_LIMIT`]).
+    pub fn with_join_value_limit(mut self, limit: u64) -> Self {
+        self.join_value_limit = limit;
+        self
     }
 
     /// The table's time to live (`None`: rows are kept until deleted). It must be the TTL the
@@ -102,13 +119,24 @@ impl TablestoreCoordStore {
         key: &str,
         columns: (Option<&str>, Option<&str>),
     ) -> Result<Option<Row>> {
+        self.read_row(op, key, vec![], columns, None).await
+    }
+
+    async fn read_row(
+        &self,
+        op: &'static str,
+        key: &str,
+        columns_to_get: Vec<String>,
+        columns: (Option<&str>, Option<&str>),
+        filter: Option<proto::Filter>,
+    ) -> Result<Option<Row>> {
         let req = proto::GetRowRequest {
             table_name: self.table.clone(),
             primary_key: Row::with_pk(pk(key)).encode(),
-            columns_to_get: vec![],
+            columns_to_get,
             time_range: None,
             max_versions: Some(1),
-            filter: None,
+            filter: filter.map(|f| f.encode_to_vec()),
             start_column: columns.0.map(str::to_string),
             end_column: columns.1.map(str::to_string),
             token: None,
@@ -140,25 +168,56 @@ impl TablestoreCoordStore {
             .collect()
     }
 
-    fn join_state(row: Option<&Row>, added: bool, complete_at: u32) -> JoinState {
-        let count = match row.and_then(|r| r.get("n")) {
-            Some(Value::Integer(n)) => (*n).max(0) as u32,
+    fn count_of(row: Option<&Row>) -> u32 {
+        match row.and_then(|r| r.get("n")) {
+            Some(Value::Integer(n)) => u32::try_from((*n).max(0)).unwrap_or(u32::MAX),
             _ => 0,
-        };
+        }
+    }
+
+    /// Every member of the join at `key`: the `m_` column range read in pages (a wide row is
+    /// read by columns, at most [`MEMBER_PAGE_BYTES`] of values per GetRow).
+    async fn members(&self, key: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+        let per_page = (MEMBER_PAGE_BYTES / (self.join_value_limit + MEMBER_COLUMN_BYTES))
+            .clamp(1, 5000) as i32;
         let mut members = BTreeMap::new();
-        if count >= complete_at
-            && let Some(r) = row
-        {
-            for c in &r.cells {
-                if let (Some(m), Some(Value::Blob(v))) = (uncolumn("m_", &c.name), &c.value) {
-                    members.insert(m, v.clone());
+        let mut start = "m_".to_string();
+        loop {
+            let page = self
+                .read_row(
+                    "join",
+                    key,
+                    vec![],
+                    (Some(&start), Some("m`")),
+                    Some(column_pagination_filter(0, per_page)),
+                )
+                .await?;
+            let cells = page.map(|r| r.cells).unwrap_or_default();
+            let Some(last) = cells.last().map(|c| c.name.clone()) else {
+                return Ok(members);
+            };
+            let n = cells.len();
+            for c in cells {
+                match (uncolumn("m_", &c.name), c.value) {
+                    (Some(m), Some(Value::Blob(v))) => {
+                        members.insert(m, v);
+                    }
+                    _ => {
+                        return Err(self.err(
+                            ErrorKind::Other,
+                            "join",
+                            key,
+                            format!("unexpected column '{}' in a join row", c.name),
+                        ));
+                    }
                 }
             }
-        }
-        JoinState {
-            added,
-            count,
-            members,
+            if n < per_page as usize {
+                return Ok(members);
+            }
+            // The next page starts right after the last column: `0` is the smallest character
+            // a column name may continue with.
+            start = format!("{last}0");
         }
     }
 
@@ -228,6 +287,8 @@ impl CoordStore for TablestoreCoordStore {
     fn capabilities(&self) -> StoreCapabilities {
         StoreCapabilities {
             item_limit: self.item_limit,
+            join_value_limit: self.join_value_limit,
+            max_join_width: None,
             atomic_join: true,
             consistent_read: true,
             retention: self.retention,
@@ -350,20 +411,36 @@ impl CoordStore for TablestoreCoordStore {
         capacity: u32,
         complete_at: u32,
     ) -> Result<JoinState> {
-        let b = self.col("join", key, "b_", member)?;
+        if value.len() as u64 > self.join_value_limit {
+            return Err(self.err(
+                ErrorKind::PayloadTooLarge,
+                "join",
+                key,
+                format!(
+                    "member '{member}': value of {} bytes is over the {}-byte join member limit",
+                    value.len(),
+                    self.join_value_limit
+                ),
+            ));
+        }
         let m = self.col("join", key, "m_", member)?;
         let row = Row::with_pk(pk(key))
-            .cell(Cell::put(&b, Value::Boolean(true)))
             .cell(Cell::put(&m, Value::Blob(value.to_vec())))
             .cell(Cell::increment("n", 1));
+        // The member's own column tells whether it is in: no stored value equals both the empty
+        // blob and a single zero byte, so both comparisons pass only while the column is
+        // missing. One column per member keeps a 10,000-way join at 10,001 columns.
+        let absent =
+            |v: Vec<u8>| single_column_filter(&m, ComparatorType::CtEqual, &Value::Blob(v), true);
         let filter = composite_filter(
             LogicalOperator::LoAnd,
             vec![
-                single_column_filter(&b, ComparatorType::CtNotEqual, &Value::Boolean(true), true),
+                absent(vec![]),
+                absent(vec![0]),
                 single_column_filter(
                     "n",
                     ComparatorType::CtLessThan,
-                    &Value::Integer(capacity as i64),
+                    &Value::Integer(i64::from(capacity)),
                     true,
                 ),
             ],
@@ -385,19 +462,38 @@ impl CoordStore for TablestoreCoordStore {
         {
             Ok(resp) => {
                 let after = self.decode_row("join", key, resp.row.as_deref().unwrap_or(&[]))?;
-                let st = Self::join_state(after.as_ref(), true, u32::MAX);
-                if st.count >= complete_at {
-                    let full = self.get_row("join", key, (None, None)).await?;
-                    let mut s = Self::join_state(full.as_ref(), true, complete_at);
-                    s.count = st.count;
-                    return Ok(s);
-                }
-                Ok(st)
+                let count = Self::count_of(after.as_ref());
+                // The increment that took `n` to `complete_at` is this one: the completer.
+                let completed = count == complete_at;
+                let members = if completed {
+                    self.members(key).await?
+                } else {
+                    BTreeMap::new()
+                };
+                Ok(JoinState {
+                    added: true,
+                    completed,
+                    count,
+                    members,
+                })
             }
             Err(e) if e.is_condition_failed() => {
                 // Already a member, or the join is full: report the state without adding.
-                let full = self.get_row("join", key, (None, None)).await?;
-                Ok(Self::join_state(full.as_ref(), false, complete_at))
+                let head = self
+                    .read_row("join", key, vec!["n".into()], (None, None), None)
+                    .await?;
+                let count = Self::count_of(head.as_ref());
+                let members = if count >= complete_at {
+                    self.members(key).await?
+                } else {
+                    BTreeMap::new()
+                };
+                Ok(JoinState {
+                    added: false,
+                    completed: false,
+                    count,
+                    members,
+                })
             }
             // An increment is not idempotent, but the condition makes a replay of the same
             // member fail instead of double-counting.

@@ -36,17 +36,25 @@ pub fn uniq() -> String {
     )
 }
 
-/// A store on a fresh table of the emulator at `url`.
-pub async fn fresh_store(url: &str) -> DynamoCoordStore {
-    let store = DynamoStoreBuilder::new()
+/// A store on `table` of the emulator at `url`, with extra store settings.
+#[allow(dead_code)] // not every test file uses every helper
+pub async fn store_on(url: &str, table: &str, settings: &[(&str, &str)]) -> DynamoCoordStore {
+    let mut b = DynamoStoreBuilder::new()
         .with_config("region", "us-east-1")
         .with_config("endpoint_url", url)
         .with_config("access_key_id", "test")
         .with_config("secret_access_key", "test")
-        .with_table(format!("joint-test-{}", uniq()))
-        .build()
-        .await
-        .expect("store config");
+        .with_table(table);
+    for (k, v) in settings {
+        b = b.with_config(k, *v);
+    }
+    b.build().await.expect("store config")
+}
+
+/// A store on a fresh table of the emulator at `url`.
+#[allow(dead_code)] // not every test file uses every helper
+pub async fn fresh_store(url: &str) -> DynamoCoordStore {
+    let store = store_on(url, &format!("joint-test-{}", uniq()), &[]).await;
     create_table(store.client(), store.table())
         .await
         .expect("create table");
