@@ -548,7 +548,7 @@ impl CoordStore for SqliteCoordStore {
             let out = if inserted == 1 {
                 Created::New
             } else {
-                match read_item(&tx, &k)? {
+                match read_item(tx, &k)? {
                     Some(item) => Created::Existing(item),
                     // Not reachable inside one transaction; fail rather than lie.
                     None => return Err(rusqlite::Error::QueryReturnedNoRows),
@@ -593,7 +593,7 @@ impl CoordStore for SqliteCoordStore {
                 }
                 tx.prepare_cached("UPDATE items SET updated_ms = ?2 WHERE key = ?1")?
                     .execute(params![k, now_ms()])?;
-                let set = read_invoked(&tx, &k)?;
+                let set = read_invoked(tx, &k)?;
                 Ok(Some(set))
             })
             .await?;
