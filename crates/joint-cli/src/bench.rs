@@ -179,13 +179,7 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
     for i in 0..runs {
         let c0 = cpu_ms();
         let t0 = Instant::now();
-        let r = match run_local(
-            w.clone(),
-            joint_examples::builtin_handlers(),
-            RunOptions::default(),
-        )
-        .await
-        {
+        let r = match run_local(w.clone(), crate::base_handlers(), RunOptions::default()).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -255,7 +249,7 @@ async fn scale(width: u32) -> ExitCode {
     let t0 = Instant::now();
     let r = run_local(
         w,
-        joint_examples::builtin_handlers(),
+        crate::base_handlers(),
         RunOptions {
             input: serde_json::json!({ "n": width }),
             ..RunOptions::default()

@@ -26,13 +26,13 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use joint_serve::{ServeState, Served, spawn};
 use joint_shim::Cloud;
 use joint_shim::layers::{LatencyProfile, OutageSwitch, Switched};
 use joint_shim::observe::{ObsEvent, Observer};
 use joint_shim_aliyun::{Credential, FcFaas, OssBlobStore};
 use joint_shim_aws::AwsBuilder;
 use joint_shim_local::runner::{LocalDeployment, RunOptions, deploy};
-use joint_shim_local::serve::{ServeState, Served, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder};
 use joint_store::tablestore::TablestoreCoordStore;
 
@@ -445,12 +445,7 @@ pub async fn failover(a: FailoverArgs) -> ExitCode {
             .unwrap_or_default(),
         ..RunOptions::default()
     };
-    let dep = match deploy(
-        w,
-        joint_examples::builtin_handlers(),
-        &opts,
-        Some(finish.clone()),
-    ) {
+    let dep = match deploy(w, crate::base_handlers(), &opts, Some(finish.clone())) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");

@@ -165,7 +165,7 @@ async fn one(
         timeout: Some(Duration::from_secs(120)),
         ..RunOptions::default()
     };
-    let report = run_local(w.clone(), joint_examples::builtin_handlers(), opts)
+    let report = run_local(w.clone(), crate::base_handlers(), opts)
         .await
         .map_err(|e| e.to_string())?;
     // After GC nothing of the run is left: deleting its prefix again finds nothing.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use joint_core::cost::{self, Cost, Prices, Usage};
+use crate::cost::{self, Cost, Prices, Usage};
 use joint_core::workflow::Workflow;
 use joint_examples::baseline::{Architecture, BaselineConfig, run_baseline};
 use joint_shim::Handlers;

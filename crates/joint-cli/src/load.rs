@@ -11,7 +11,7 @@ use joint_shim::Handlers;
 /// the definition file (for a directory of sub-graphs: that directory), not the working
 /// directory.
 pub fn handlers_for(path: &Path) -> Handlers {
-    let mut h = joint_examples::builtin_handlers();
+    let mut h = crate::base_handlers();
     let dir = if path.is_dir() {
         path.to_path_buf()
     } else {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use joint_core::cost::Prices;
+use crate::cost::Prices;
 use joint_core::workflow::Workflow;
 use joint_examples::baseline::Architecture;
 use joint_shim::layers::LatencyProfile;
@@ -37,7 +37,7 @@ fn load_text(path: Option<&std::path::Path>, default: &str) -> Result<String, St
     }
 }
 
-fn fmt_cost(c: &joint_core::cost::Cost) -> String {
+fn fmt_cost(c: &crate::cost::Cost) -> String {
     format!(
         "{:>9.2}  fn {:.2} req {:.2} W {:.2} R {:.2} obj {:.2} trans {:.2} vm {:.2} egress {:.2}",
         c.total(),
@@ -100,7 +100,7 @@ pub async fn paper(a: &BenchArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let handlers = joint_examples::builtin_handlers();
+    let handlers = crate::base_handlers();
     let runs = a.runs.unwrap_or(5).max(1);
     println!(
         "network: {} ms per datastore op, {} ms cross-cloud / {} ms same-cloud invoke, {} ms per managed transition, {} ms per engine DB write; {runs} runs each; prices: {}",

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use joint_serve::{ServeState, endpoint_names, serve};
 use joint_shim::{Deliver, GcPolicy, Runtime, RuntimeConfig};
 use joint_shim_local::LocalCloudsBuilder;
-use joint_shim_local::serve::{ServeState, endpoint_names, serve};
 
 /// `joint serve` arguments. The hosted functions run with the configuration of a deployed
 /// function (`RuntimeConfig::from_env`): `JOINT_KEYS` makes them refuse unsigned and forged
@@ -106,15 +106,9 @@ pub async fn run(a: ServeArgs) -> ExitCode {
         },
         Err(e) => return fail(e),
     };
-    let runtime = match workflow.map(|w| {
-        Runtime::new(
-            w,
-            clouds.clouds.clone(),
-            joint_examples::builtin_handlers(),
-            cfg,
-            None,
-        )
-    }) {
+    let runtime = match workflow
+        .map(|w| Runtime::new(w, clouds.clouds.clone(), crate::base_handlers(), cfg, None))
+    {
         None => None,
         Some(Ok(rt)) => {
             clouds.attach(Arc::new(rt.clone()) as Arc<dyn Deliver>);

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use joint_core::cost::{self, Prices, Usage};
-use joint_shim_aws::sfn::{Emulator, deploy_joint, zip_bootstrap};
+use crate::sfn::{Emulator, deploy_joint, zip_bootstrap};
+use crate::cost::{self, Prices, Usage};
 use joint_shim_local::runner::{RunOptions, run_local};
 use serde_json::{Value, json};
 
@@ -120,7 +120,7 @@ pub async fn sfn(a: &BenchArgs) -> ExitCode {
     // backend, so count it on local clouds with the same definition and input.
     let local = match run_local(
         Arc::new(w.clone()),
-        joint_examples::builtin_handlers(),
+        crate::base_handlers(),
         RunOptions {
             input: input.clone(),
             ..RunOptions::default()
@@ -157,7 +157,7 @@ pub async fn sfn(a: &BenchArgs) -> ExitCode {
         &src,
         &format!("{id}-j"),
         &zip,
-        joint_examples::builtin_handlers(),
+        crate::base_handlers(),
     )
     .await
     {

@@ -979,7 +979,7 @@ functions:
         let opts = joint_shim_local::runner::RunOptions::default();
         let dep = joint_shim_local::runner::deploy(
             w,
-            joint_examples::builtin_handlers(),
+            crate::base_handlers(),
             &opts,
             Some(Arc::new(rec.clone())),
         )

@@ -6,8 +6,8 @@
 //! cloud and does no I/O.
 #![deny(missing_docs)]
 
+pub mod asl;
 pub mod compile;
-pub mod cost;
 pub mod def;
 pub mod diag;
 pub mod envelope;

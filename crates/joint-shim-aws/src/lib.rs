@@ -6,19 +6,17 @@
 //! - [`AwsBuilder`]: one AWS cloud (Lambda + S3 + the DynamoDB table of `joint-store`) from
 //!   configuration keys and the environment; secrets are redacted in `Debug`.
 //! - [`lambda`]: the adapter that runs a joint function inside the Lambda runtime.
-//! - [`asl`], [`sfn`]: the Step Functions baseline — a workflow as an Amazon States Language
-//!   state machine over plain Lambdas, deployed and timed side by side with joint.
+//! - [`deploy`]: the `provided.al2023` package and an idempotent create-or-update of a function.
 //!
 //! See the crate README for the configuration keys, deployment and the emulator tests.
 #![deny(missing_docs)]
 
-pub mod asl;
 pub mod builder;
+pub mod deploy;
 pub mod error;
 pub mod faas;
 pub mod lambda;
 pub mod s3;
-pub mod sfn;
 
 pub use builder::{AWS_ENV, AWS_KEYS, AwsBuilder, AwsCloud};
 pub use faas::LambdaFaas;

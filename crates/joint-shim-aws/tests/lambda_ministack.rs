@@ -9,15 +9,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use joint_shim::{Clouds, Runtime, RuntimeConfig};
-use joint_shim_aws::sfn::{Emulator, zip_bootstrap};
+use joint_shim_aws::deploy::{FunctionSpec, deploy_function, zip_bootstrap};
 use serde_json::json;
 
-/// Create a `provided.al2023` Lambda on the emulator (the library's deployment code, as the
-/// Step Functions bench uses it).
-async fn create_function(emu: &Emulator, name: &str, zip: &[u8], env: &[(&str, String)]) {
-    emu.create_function(name, zip, env)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+/// Create a `provided.al2023` Lambda on the emulator with the library's deployment code.
+async fn create_function(
+    emu: &aws_sdk_lambda::Client,
+    name: &str,
+    zip: &[u8],
+    env: &[(&str, String)],
+) {
+    deploy_function(
+        emu,
+        &FunctionSpec {
+            name: name.to_string(),
+            zip: zip.to_vec(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            role: "arn:aws:iam::000000000000:role/joint-test".into(),
+            memory_mb: 128,
+            timeout_secs: 60,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -28,8 +45,8 @@ async fn real_lambda_functions_on_ministack() {
     let Some(exe) = common::bootstrap_exe() else {
         return;
     };
-    let zip = zip_bootstrap(&exe);
-    let emu = Emulator::new(&url).await;
+    let zip = zip_bootstrap(&exe).expect("package");
+    let emu = common::lambda_client(&url).await;
     let id = common::uniq();
 
     // FaaS conformance with an echo and a failing function.

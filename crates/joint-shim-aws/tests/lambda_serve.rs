@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use joint_core::workflow::Workflow;
+use joint_serve::{ServeState, serve};
 use joint_shim::layers::Chaos;
 use joint_shim::{fn_error, handler_fn};
 use joint_shim_local::LocalCloudsBuilder;
 use joint_shim_local::runner::{RunOptions, run_local};
-use joint_shim_local::serve::{ServeState, serve};
 use serde_json::{Value, json};
 
 use common::serve::deploy;

@@ -8,7 +8,7 @@ pub mod fs;
 mod group;
 mod queue;
 pub mod runner;
-pub mod serve;
+
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use joint_core::workflow::Workflow;
+use joint_serve::{ServeState, spawn};
 use joint_shim::layers::{Counted, OpCounts};
 use joint_shim::{
     BlobStore, Cloud, Clouds, CoordStore, Deliver, ErrorKind, Faas, GcPolicy, Runtime,
@@ -16,7 +17,6 @@ use joint_shim::{
 };
 use joint_shim_aliyun::{Credential, FcFaas, OssBlobStore};
 use joint_shim_local::runner::{RunOptions, deploy, run_local};
-use joint_shim_local::serve::{ServeState, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder};
 use joint_store::tablestore::{TablestoreCoordStore, create_table};
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ struct Served {
     urls: BTreeMap<String, String>,
     local: LocalClouds,
     /// Stops serving when dropped.
-    _served: joint_shim_local::serve::Served,
+    _served: joint_serve::Served,
     _dir: tempfile::TempDir,
 }
 

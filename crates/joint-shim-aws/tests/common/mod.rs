@@ -91,3 +91,20 @@ pub fn bootstrap_exe() -> Option<Vec<u8>> {
     eprintln!("skipped: build the example function first (cargo build --workspace --all-targets)");
     None
 }
+
+/// A Lambda client on the emulator at `url` (test credentials, us-east-1).
+pub async fn lambda_client(url: &str) -> aws_sdk_lambda::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "joint-test",
+        ))
+        .load()
+        .await;
+    aws_sdk_lambda::Client::new(&conf)
+}

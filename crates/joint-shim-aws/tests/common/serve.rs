@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use joint_serve::{ServeState, Served, spawn};
 use joint_shim::layers::{Chaos, CommitLedger, Counted, OpCounts};
 use joint_shim::{Cloud, Clouds, CoordStore, Deliver, GcPolicy, Runtime, RuntimeConfig};
 use joint_shim_aws::AwsBuilder;
-use joint_shim_local::serve::{ServeState, Served, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder, LocalFaasConfig};
 use serde_json::Value;
 

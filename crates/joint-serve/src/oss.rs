@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ServeState;
 use super::fc::{MAX_SKEW_SECS, cloud_name, lookup, parts_of, request_id};
-use crate::FsBlobStore;
+use joint_shim_local::FsBlobStore;
 
 /// Largest object body accepted (the request is read whole).
 const MAX_BODY: usize = 1024 * 1024 * 1024;
@@ -854,7 +854,7 @@ async fn list_v2(oss: &Oss, bucket: &str, p: &Parts) -> Response {
     } else {
         query.continuation_token.clone()
     };
-    let mut entries: Vec<(String, Option<crate::fs::BlobInfo>)> = Vec::new();
+    let mut entries: Vec<(String, Option<joint_shim_local::fs::BlobInfo>)> = Vec::new();
     for o in objects {
         let key = o.key[strip..].to_string();
         if key.as_str() <= after.as_str() {

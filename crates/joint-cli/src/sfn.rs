@@ -1,6 +1,6 @@
 //! The Step Functions baseline on an emulator (or AWS): deploy a workflow's functions twice —
 //! as plain Lambdas (the user handler only, `JOINT_RAW_FUNCTION`) behind an Amazon States
-//! Language state machine ([`crate::asl`]), and as joint Lambdas that drive each other — and run
+//! Language state machine ([`joint_core::asl`]), and as joint Lambdas that drive each other — and run
 //! both, timing each run from the client's start call to the observed result.
 //!
 //! Used by `joint bench sfn` and the `sfn_ministack` test.
@@ -9,14 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime as LambdaRuntime};
 use joint_core::workflow::Workflow;
 use joint_shim::{Clouds, Handlers, Runtime, RuntimeConfig};
 use serde_json::{Value, json};
 
-use crate::AwsBuilder;
-use crate::asl::{AslTarget, plain_functions, to_asl};
+use joint_core::asl::{AslTarget, plain_functions, to_asl};
+use joint_shim_aws::AwsBuilder;
+use joint_shim_aws::deploy::{FunctionSpec, deploy_function};
 
 /// Account id the emulator uses in ARNs.
 pub const EMULATOR_ACCOUNT: &str = "000000000000";
@@ -59,35 +58,26 @@ impl Emulator {
         }
     }
 
-    /// Create Lambda `name` (`provided.al2023`, handler `bootstrap`) from `zip` with `env`.
+    /// Create (or update) Lambda `name` (`provided.al2023`, handler `bootstrap`) from `zip`
+    /// with `env`.
     pub async fn create_function(&self, name: &str, zip: &[u8], env: &[(&str, String)]) -> Res<()> {
-        let mut e = Environment::builder();
-        for (k, v) in env {
-            e = e.variables(*k, v.clone());
-        }
-        self.lambda
-            .create_function()
-            .function_name(name)
-            .runtime(LambdaRuntime::Providedal2023)
-            .handler("bootstrap")
-            .role(ROLE)
-            .timeout(60)
-            .memory_size(128)
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(zip.to_vec()))
-                    .build(),
-            )
-            .environment(e.build())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "create Lambda {name}: {}",
-                    aws_sdk_lambda::error::DisplayErrorContext(e)
-                )
-            })
+        deploy_function(
+            &self.lambda,
+            &FunctionSpec {
+                name: name.to_string(),
+                zip: zip.to_vec(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                role: ROLE.to_string(),
+                memory_mb: 128,
+                timeout_secs: 60,
+            },
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     /// Deploy one plain Lambda per function of `w` (`{prefix}F`, running only F's handler on its
@@ -372,83 +362,7 @@ impl JointDeployment {
     }
 }
 
-/// A zip archive holding `bootstrap` (mode 0755), stored uncompressed — what CreateFunction
-/// takes for a `provided.al2023` function.
+/// The `provided.al2023` package of `exe` ([`joint_shim_aws::deploy::zip_bootstrap`]).
 pub fn zip_bootstrap(exe: &[u8]) -> Vec<u8> {
-    let name = b"bootstrap";
-    let crc = crc32(exe);
-    let size = exe.len() as u32;
-    let mut z = Vec::with_capacity(exe.len() + 200);
-    let put16 = |z: &mut Vec<u8>, v: u16| z.extend_from_slice(&v.to_le_bytes());
-    let put32 = |z: &mut Vec<u8>, v: u32| z.extend_from_slice(&v.to_le_bytes());
-    // local file header
-    put32(&mut z, 0x0403_4b50);
-    put16(&mut z, 20);
-    put16(&mut z, 0);
-    put16(&mut z, 0);
-    put32(&mut z, 0);
-    put32(&mut z, crc);
-    put32(&mut z, size);
-    put32(&mut z, size);
-    put16(&mut z, name.len() as u16);
-    put16(&mut z, 0);
-    z.extend_from_slice(name);
-    z.extend_from_slice(exe);
-    let cd_start = z.len() as u32;
-    // central directory
-    put32(&mut z, 0x0201_4b50);
-    put16(&mut z, (3u16 << 8) | 20);
-    put16(&mut z, 20);
-    put16(&mut z, 0);
-    put16(&mut z, 0);
-    put32(&mut z, 0);
-    put32(&mut z, crc);
-    put32(&mut z, size);
-    put32(&mut z, size);
-    put16(&mut z, name.len() as u16);
-    put16(&mut z, 0);
-    put16(&mut z, 0);
-    put16(&mut z, 0);
-    put16(&mut z, 0);
-    put32(&mut z, 0o100755u32 << 16);
-    put32(&mut z, 0);
-    z.extend_from_slice(name);
-    let cd_len = z.len() as u32 - cd_start;
-    put32(&mut z, 0x0605_4b50);
-    put16(&mut z, 0);
-    put16(&mut z, 0);
-    put16(&mut z, 1);
-    put16(&mut z, 1);
-    put32(&mut z, cd_len);
-    put32(&mut z, cd_start);
-    put16(&mut z, 0);
-    z
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut table = [0u32; 256];
-    for (i, t) in table.iter_mut().enumerate() {
-        let mut c = i as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-        *t = c;
-    }
-    let mut crc = !0u32;
-    for b in data {
-        crc = table[((crc ^ u32::from(*b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn crc32_matches_the_reference_value() {
-        assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
-    }
+    joint_shim_aws::deploy::zip_bootstrap(exe).unwrap_or_default()
 }

@@ -31,7 +31,7 @@ use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
 use tower::timeout::error::Elapsed;
 
-use crate::LocalClouds;
+use joint_shim_local::LocalClouds;
 
 pub mod fc;
 pub mod lambda;
@@ -372,7 +372,7 @@ mod tests {
     use super::*;
 
     fn state() -> Arc<ServeState> {
-        let clouds = crate::LocalCloudsBuilder::new()
+        let clouds = joint_shim_local::LocalCloudsBuilder::new()
             .clouds(["x"])
             .build()
             .expect("local clouds");

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use joint_serve::{ServeState, spawn};
 use joint_shim_aliyun::Credential;
 use joint_shim_aliyun::ots::proto::{self, ComparatorType, LogicalOperator};
 use joint_shim_aliyun::ots::{Cell, CellOp, OtsClient, OtsError, Row, Value};
 use joint_shim_aliyun::ots::{composite_filter, single_column_filter};
 use joint_shim_local::LocalCloudsBuilder;
-use joint_shim_local::serve::{ServeState, spawn};
 use prost::Message;
 
 const AK: &str = "joint-test-ak";
@@ -19,7 +19,7 @@ const SK: &str = "joint-test-secret";
 
 struct Ots {
     client: OtsClient,
-    _served: joint_shim_local::serve::Served,
+    _served: joint_serve::Served,
 }
 
 async fn start() -> Ots {

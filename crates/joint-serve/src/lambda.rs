@@ -28,7 +28,7 @@
 //!   `TooManyRequestsException` 429, `ServiceException` 5xx.
 //!
 //! Functions are the workflow functions the served runtime hosts and the raw functions added
-//! with [`crate::LocalFaas::add_raw`]. The setting `lambda.cloud` pins one cloud; otherwise
+//! with [`joint_shim_local::LocalFaas::add_raw`]. The setting `lambda.cloud` pins one cloud; otherwise
 //! the first cloud (by name) hosting the function answers. Requests are not authenticated.
 //! A request running past `lambda.timeout_secs` (default 900 s, Lambda's maximum function
 //! timeout) is answered 408 `RequestTimeoutException` (see [`super`]).

@@ -4,11 +4,13 @@
 //! outputs. parallel.yaml (Parallel state), map.yaml (Map state with MaxConcurrency) and
 //! choice.yaml (Choice state).
 
+// The AWS backend's emulator helpers, shared rather than copied.
+#[path = "../../joint-shim-aws/tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
 
-use joint_shim_aws::sfn::{Emulator, deploy_joint, zip_bootstrap};
+use joint_cli::sfn::{Emulator, deploy_joint, zip_bootstrap};
 use serde_json::json;
 
 #[tokio::test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use joint_core::envelope::Input;
+use joint_serve::{ServeState, spawn};
 use joint_shim::{Deliver, Runtime, RuntimeConfig, handler_fn};
-use joint_shim_local::serve::{ServeState, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder};
 use serde_json::{Value, json};
 
@@ -33,7 +33,7 @@ struct Lambda {
     http: reqwest::Client,
     runtime: Runtime,
     local: LocalClouds,
-    _served: joint_shim_local::serve::Served,
+    _served: joint_serve::Served,
 }
 
 async fn start() -> Lambda {

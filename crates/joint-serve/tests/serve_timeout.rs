@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use joint_serve::{ServeState, endpoint_router, request_timeout, serve, spawn};
 use joint_shim::{BlobStore, ErrorKind, Faas, handler_fn};
 use joint_shim_aliyun::{Credential, FcFaas, OssBlobStore};
-use joint_shim_local::serve::{ServeState, endpoint_router, request_timeout, serve, spawn};
 use joint_shim_local::{LocalClouds, LocalCloudsBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,7 +23,7 @@ struct Served {
     addrs: BTreeMap<String, SocketAddr>,
     _local: LocalClouds,
     /// Stops serving when dropped.
-    _served: joint_shim_local::serve::Served,
+    _served: joint_serve::Served,
     _dir: tempfile::TempDir,
 }
 

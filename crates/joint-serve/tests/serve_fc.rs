@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
+use joint_serve::{ServeState, spawn};
 use joint_shim::handler_fn;
 use joint_shim_aliyun::Credential;
 use joint_shim_aliyun::Timestamp;
 use joint_shim_aliyun::fc::invoke_request;
 use joint_shim_aliyun::sign::{self, Parts, acs3};
 use joint_shim_local::LocalCloudsBuilder;
-use joint_shim_local::serve::{ServeState, spawn};
 use serde_json::Value;
 
 const AK: &str = "joint-test-ak";
@@ -24,7 +24,7 @@ struct Fc {
     host: String,
     http: reqwest::Client,
     calls: Arc<AtomicU64>,
-    _served: joint_shim_local::serve::Served,
+    _served: joint_serve::Served,
 }
 
 async fn start() -> Fc {

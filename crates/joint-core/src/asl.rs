@@ -19,8 +19,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use joint_core::subgraph::{InvokeMode, Shape, SubGraph};
-use joint_core::workflow::Workflow;
+use crate::subgraph::{InvokeMode, Shape, SubGraph};
+use crate::workflow::Workflow;
 use serde_json::{Map, Value, json};
 
 /// How Task states name their Lambda functions.
@@ -687,7 +687,7 @@ mod tests {
             .join("../../examples")
             .join(name);
         let src = std::fs::read_to_string(&p).expect("example");
-        joint_core::compile::load(name, &src).unwrap_or_else(|d| panic!("{d}"))
+        crate::compile::load(name, &src).unwrap_or_else(|d| panic!("{d}"))
     }
 
     fn arn(f: &str) -> String {

@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use joint_serve::{ServeState, spawn};
 use joint_shim::BlobStore;
 use joint_shim_aliyun::sign::{self, Parts};
 use joint_shim_aliyun::{Credential, Timestamp};
-use joint_shim_local::serve::{ServeState, spawn};
 use joint_shim_local::{FsBlobStore, LocalCloudsBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,7 +22,7 @@ struct Oss {
     host: String,
     /// `{state}/aliyun`: the cloud's directory; its `blobs/` folder holds the buckets.
     cloud_dir: PathBuf,
-    _served: joint_shim_local::serve::Served,
+    _served: joint_serve::Served,
     _dir: tempfile::TempDir,
 }
 
