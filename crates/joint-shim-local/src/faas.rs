@@ -104,6 +104,10 @@ pub struct QueueStats {
     pub dropped: u64,
     /// Duplicate deliveries (after the first finished, at the same time, or late).
     pub duplicated: u64,
+    /// Of those, copies delivered at the same time as the first (chaos `concurrent`).
+    pub concurrent: u64,
+    /// Of those, copies delivered `late_delay` after the first (chaos `late`).
+    pub late: u64,
     /// Events dead-lettered.
     pub dead: u64,
     /// Events accepted and then lost for good (chaos `lose`).
@@ -122,6 +126,8 @@ struct Stats {
     retries: AtomicU64,
     dropped: AtomicU64,
     duplicated: AtomicU64,
+    concurrent: AtomicU64,
+    late: AtomicU64,
     dead: AtomicU64,
     lost: AtomicU64,
     recovered: AtomicU64,
@@ -422,6 +428,8 @@ impl LocalFaas {
             retries: l(&s.retries),
             dropped: l(&s.dropped),
             duplicated: l(&s.duplicated),
+            concurrent: l(&s.concurrent),
+            late: l(&s.late),
             dead: l(&s.dead),
             lost: l(&s.lost),
             recovered: l(&s.recovered),
@@ -509,9 +517,13 @@ impl LocalFaas {
         if chaos.fires(chaos.concurrent, &["concurrent", &sh.cloud, digest]) {
             let n = 1 + (chaos.draw(&["concurrent-n", &sh.cloud, digest]) * 3.0) as u32;
             copies.extend((0..n.min(3)).map(|_| Duration::ZERO));
+            sh.stats
+                .concurrent
+                .fetch_add(u64::from(n.min(3)), Ordering::Relaxed);
         }
         if chaos.fires(chaos.late, &["late", &sh.cloud, digest]) {
             copies.push(sh.cfg.late_delay);
+            sh.stats.late.fetch_add(1, Ordering::Relaxed);
         }
         for delay in copies {
             sh.stats.duplicated.fetch_add(1, Ordering::Relaxed);
@@ -598,8 +610,7 @@ impl LocalFaas {
             // Older than the queue keeps events: dropped to the dead letters, as Lambda and FC
             // drop events older than their maximum event age.
             let e = format!(
-                "the event is older than the queue's maximum event age ({} s) and was dropped",
-                age.as_secs()
+                "the event is older than the queue's maximum event age ({age:?}) and was dropped"
             );
             self.dead_letter(&ev, e).await;
             return;

@@ -54,7 +54,22 @@ pub struct RunOptions {
     /// and the run has no result, the runner does what the sweeper does in the cloud: it resumes
     /// the run (`joint resume --force`), up to [`MAX_RESUMES`] times.
     pub no_resume: bool,
+    /// Keep these clouds' coordination state in the given stores instead of SQLite
+    /// ([`LocalCloudsBuilder::coord_store`]); their FaaS stays local, so the runner still sees
+    /// every queue.
+    pub coord_stores: BTreeMap<String, Arc<dyn joint_shim::CoordStore>>,
+    /// What the stores of a state directory survive (default [`crate::Durability::Disk`]).
+    pub durability: Option<crate::Durability>,
+    /// Called once with the deployment before the run starts (benchmarks reach the clouds'
+    /// outage switches and the runtime's breakers through it).
+    pub on_deploy: Option<OnDeploy>,
+    /// Use `faas.max_deliveries` as given even under chaos (by default crashes, drops and
+    /// throttling raise it to 100): a platform's retry schedule, e.g. Lambda's three deliveries.
+    pub exact_deliveries: bool,
 }
+
+/// A hook given the deployment before the run starts ([`RunOptions::on_deploy`]).
+pub type OnDeploy = Arc<dyn Fn(&LocalDeployment) + Send + Sync>;
 
 /// Resumes the local runner makes for one run before it reports a stall.
 pub const MAX_RESUMES: u32 = 100;
@@ -99,6 +114,10 @@ pub struct QueueStatsReport {
     pub dropped: u64,
     /// Duplicate deliveries.
     pub duplicated: u64,
+    /// Of those, copies racing the first delivery.
+    pub concurrent: u64,
+    /// Of those, copies arriving `late_delay` after the first.
+    pub late: u64,
     /// Dead letters.
     pub dead: u64,
     /// Events lost for good (recovered by resumes).
@@ -117,6 +136,8 @@ impl From<QueueStats> for QueueStatsReport {
             retries: q.retries,
             dropped: q.dropped,
             duplicated: q.duplicated,
+            concurrent: q.concurrent,
+            late: q.late,
             dead: q.dead,
             lost: q.lost,
             throttled: q.throttled,
@@ -174,7 +195,9 @@ pub fn deploy(
     observer: Option<Arc<dyn Observer>>,
 ) -> Result<LocalDeployment> {
     let mut faas = opts.faas.clone().unwrap_or_default();
-    if opts.chaos.crash > 0.0 || opts.chaos.drop > 0.0 || opts.chaos.throttle > 0.0 {
+    if !opts.exact_deliveries
+        && (opts.chaos.crash > 0.0 || opts.chaos.drop > 0.0 || opts.chaos.throttle > 0.0)
+    {
         faas.max_deliveries = faas.max_deliveries.max(100);
     }
     let remote: BTreeSet<&str> = opts.remote.iter().map(|c| c.name.as_str()).collect();
@@ -194,6 +217,12 @@ pub fn deploy(
     }
     if let Some(l) = &opts.ledger {
         b = b.ledger(l.clone());
+    }
+    if let Some(d) = opts.durability {
+        b = b.durability(d);
+    }
+    for (cloud, store) in &opts.coord_stores {
+        b = b.coord_store(cloud, store.clone());
     }
     let clouds = b.build()?;
     let mut cfg = opts.runtime.clone().unwrap_or_default();
@@ -311,6 +340,9 @@ fn prepare(
         opts,
         Some(Arc::new(Fanout(observers)) as Arc<dyn Observer>),
     )?;
+    if let Some(f) = &opts.on_deploy {
+        f(&dep);
+    }
     Ok((dep, watch))
 }
 
