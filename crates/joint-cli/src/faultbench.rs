@@ -654,7 +654,7 @@ async fn left_over(
     runs: &[String],
     retain: bool,
     ended: SystemTime,
-) -> Result<u64, String> {
+) -> Result<(u64, Vec<String>), String> {
     let horizon = ended + DEFAULT_RETENTION + Duration::from_secs(1);
     if retain {
         clouds
@@ -667,6 +667,7 @@ async fn left_over(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut n = 0u64;
+    let mut what = Vec::new();
     for run in runs {
         let mut prefixes = vec![joint_core::naming::run_prefix(run)];
         if retain {
@@ -674,6 +675,7 @@ async fn left_over(
         }
         for c in clouds.clouds.iter() {
             for p in &prefixes {
+                let before = n;
                 n += c
                     .blob
                     .delete_prefix(p)
@@ -709,10 +711,13 @@ async fn left_over(
                         }
                     }
                 }
+                if n > before {
+                    what.push(format!("{} under {p} on {}", n - before, c.name));
+                }
             }
         }
     }
-    Ok(n)
+    Ok((n, what))
 }
 
 /// What an emulated store is, for [`left_over`].
@@ -1029,16 +1034,17 @@ async fn run_one(env: &StoreEnv, case: &Case, s: &Settings, id: &str) -> Outcome
             .push(format!("{id} ({what}): {key} created {n} times"));
     }
     match left_over(&clouds, &stores.views, &[id.to_string()], s.retain, ended).await {
-        Ok(0) => {}
-        Ok(n) => {
+        Ok((0, _)) => {}
+        Ok((n, left)) => {
             o.orphans += n;
             o.orphan_runs.push(format!(
-                "{id} ({what}): {n} items left {}",
+                "{id} ({what}): {n} items left {} ({})",
                 if s.retain {
                     "after the retention"
                 } else {
                     "after the runner's GC"
-                }
+                },
+                left.join(", ")
             ));
         }
         Err(e) => fail(&mut o, format!("counting what is left: {e}")),
@@ -1249,13 +1255,20 @@ async fn batch_unit_inner(
     }
     let mut runs = ids.clone();
     runs.push(batch_run);
-    let n = left_over(&dep.clouds, &stores.views, &runs, s.retain, ended)
+    let (n, left) = left_over(&dep.clouds, &stores.views, &runs, s.retain, ended)
         .await
         .map_err(|e| format!("counting what is left: {e}"))?;
     if n > 0 {
         o.orphans += n;
-        o.orphan_runs
-            .push(format!("{unit} ({what}): {n} items left"));
+        o.orphan_runs.push(format!(
+            "{unit} ({what}): {n} items left {} ({})",
+            if s.retain {
+                "after the retention"
+            } else {
+                "after the runner's GC"
+            },
+            left.join(", ")
+        ));
     }
     Ok(())
 }
@@ -1445,11 +1458,13 @@ async fn kill_run(exe: &Path, case: &Case, mut s: Settings, kill: f64, id: &str)
         )
         .await
         {
-            Ok(0) => {}
-            Ok(n) => {
+            Ok((0, _)) => {}
+            Ok((n, left)) => {
                 o.orphans += n;
-                o.orphan_runs
-                    .push(format!("{id} ({what}): {n} items left after the retention"));
+                o.orphan_runs.push(format!(
+                    "{id} ({what}): {n} items left after the retention ({})",
+                    left.join(", ")
+                ));
             }
             Err(e) => o
                 .lost
