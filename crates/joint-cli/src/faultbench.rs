@@ -1065,6 +1065,7 @@ async fn sweep_run(
     for _ in 0..50 {
         clouds.idle().await;
         if let Some(rec) = rt.run_record(id).await.map_err(|e| e.to_string())? {
+            // What the runner does once a run has its record and its queues are quiet.
             if !s.retain
                 && clouds
                     .pending_for_run(id)
@@ -1073,6 +1074,9 @@ async fn sweep_run(
                     == 0
             {
                 rt.run_deferred_gc().await.map_err(|e| e.to_string())?;
+                joint_shim::runtime::gc_run(&clouds.clouds, id, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             return Ok(rt
                 .resolve_output(&rec)
@@ -1236,15 +1240,25 @@ async fn batch_unit_inner(
             "{unit} ({what}): batch {batch_run} output {out:?} instead of {clean}"
         ));
     }
-    if !s.retain
-        && dep
-            .clouds
-            .pending_for_run(&batch_run)
-            .await
-            .map_err(|e| e.to_string())?
-            == 0
-    {
-        rt.run_deferred_gc().await.map_err(|e| e.to_string())?;
+    if !s.retain {
+        // What the runner does for each run once the queues are quiet.
+        let mut quiet = true;
+        for r in ids.iter().chain(std::iter::once(&batch_run)) {
+            quiet &= dep
+                .clouds
+                .pending_for_run(r)
+                .await
+                .map_err(|e| e.to_string())?
+                == 0;
+        }
+        if quiet {
+            rt.run_deferred_gc().await.map_err(|e| e.to_string())?;
+            for r in ids.iter().chain(std::iter::once(&batch_run)) {
+                joint_shim::runtime::gc_run(&dep.clouds.clouds, r, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
     }
     let ended = SystemTime::now();
     o.queue(dep.clouds.queue_stats());

@@ -145,7 +145,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     stats: Stats,
     dead: Mutex<Vec<DeadLetter>>,
-    /// Times each payload (by digest) was accepted: a re-sent event is a new event to lose.
+    /// Times each payload (by digest) was accepted, kept only under chaos: a re-sent event (a
+    /// resume re-driving one that was dropped) is a new event, whose faults are drawn anew.
     sent: Mutex<BTreeMap<String, u32>>,
     /// Where accepted events are kept until delivered (`None`: memory only).
     durable: Option<DurableQueue>,
@@ -170,6 +171,9 @@ struct Event {
     /// When the queue accepted it (Unix ms).
     accepted_ms: i64,
     origin: Origin,
+    /// Which acceptance of this payload it is (1: the first); part of every chaos decision
+    /// after the first, so a re-sent event does not replay the faults of the one it replaces.
+    nth: u32,
 }
 
 /// What became of a delivery, for the durable queue.
@@ -327,6 +331,7 @@ impl LocalFaas {
                     id: Some(c.id),
                     accepted_ms: c.accepted_ms,
                     origin: Origin::Queue,
+                    nth: 1,
                 },
                 Duration::ZERO,
             );
@@ -585,16 +590,17 @@ impl LocalFaas {
             return;
         }
         let chaos = sh.cfg.chaos;
-        let d = ev.delivery.to_string();
-        let nth = || {
-            let mut sent = sh.sent.lock().unwrap_or_else(|p| p.into_inner());
-            let n = sent.entry(digest.clone()).or_default();
-            *n += 1;
-            n.to_string()
+        let d = if ev.nth > 1 {
+            format!("{}.{}", ev.delivery, ev.nth)
+        } else {
+            ev.delivery.to_string()
         };
         if ev.delivery == 1
             && chaos.lose > 0.0
-            && chaos.fires(chaos.lose, &["lose", &sh.cloud, &digest, &nth()])
+            && chaos.fires(
+                chaos.lose,
+                &["lose", &sh.cloud, &digest, &ev.nth.to_string()],
+            )
         {
             // Accepted, then gone: no execution, no error, no redelivery.
             sh.stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -616,7 +622,12 @@ impl LocalFaas {
             return;
         }
         if ev.delivery == 1 {
-            self.extra_copies(&ev, &digest);
+            let key = if ev.nth > 1 {
+                format!("{digest}.{}", ev.nth)
+            } else {
+                digest.clone()
+            };
+            self.extra_copies(&ev, &key);
         }
         if chaos.fires(chaos.drop, &["drop", &sh.cloud, &digest, &d]) {
             sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -782,6 +793,15 @@ impl joint_shim::Faas for LocalFaas {
         };
         self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
         self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+        let nth = if self.shared.cfg.chaos.is_active() {
+            let digest = hex::encode(Sha256::digest(&payload));
+            let mut sent = self.shared.sent.lock().unwrap_or_else(|p| p.into_inner());
+            let n = sent.entry(digest).or_default();
+            *n += 1;
+            *n
+        } else {
+            1
+        };
         self.schedule(
             Event {
                 function: function.to_string(),
@@ -790,6 +810,7 @@ impl joint_shim::Faas for LocalFaas {
                 id,
                 accepted_ms: queue::now_ms(),
                 origin: Origin::Queue,
+                nth,
             },
             self.shared.cfg.queue_latency,
         );

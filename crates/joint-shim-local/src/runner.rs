@@ -230,11 +230,7 @@ pub fn deploy(
     cfg.latency = opts.latency.clone();
     // The runner sees every local queue, so it may collect a run once they are quiet; with
     // remote clouds it cannot see their queues, and the stores' retention collects instead.
-    cfg.gc = match opts.gc {
-        Some(g) => g,
-        None if opts.keep || !opts.remote.is_empty() => GcPolicy::Retain,
-        None => GcPolicy::WhenQuiet,
-    };
+    cfg.gc = gc_policy(opts);
     if opts.chaos.throttle > 0.0 {
         cfg.invoke.retry.max_retries = cfg.invoke.retry.max_retries.max(20);
         cfg.invoke.breaker.failure_threshold = u32::MAX;
@@ -246,6 +242,17 @@ pub fn deploy(
     let runtime = Runtime::new(workflow, all, handlers, cfg, observer)?;
     clouds.attach(Arc::new(runtime.clone()) as Arc<dyn Deliver>);
     Ok(LocalDeployment { clouds, runtime })
+}
+
+/// The GC policy of a run: as given; else the runner, which sees every local queue, collects a
+/// run once they are quiet, and with remote clouds (whose queues it cannot see) or `keep` the
+/// stores' retention collects instead.
+fn gc_policy(opts: &RunOptions) -> GcPolicy {
+    match opts.gc {
+        Some(g) => g,
+        None if opts.keep || !opts.remote.is_empty() => GcPolicy::Retain,
+        None => GcPolicy::WhenQuiet,
+    }
 }
 
 /// Run `workflow` once on local clouds and wait for its result.
@@ -390,6 +397,13 @@ async fn wait(
     // Collect only when no process's queue holds an event of the run any more.
     if drained && dep.clouds.pending_for_run(&run_id).await? == 0 {
         rt.run_deferred_gc().await?;
+        // The ending instance queues the run's collection after writing its record; if that
+        // execution died in between and its event was not delivered again (dropped after the
+        // platform's deliveries or event age, or the process was killed), nothing was queued.
+        // The run has its record and nothing of it is in flight: collect it here.
+        if gc_policy(opts) == GcPolicy::WhenQuiet {
+            joint_shim::runtime::gc_run(&dep.clouds.clouds, &run_id, false).await?;
+        }
     }
     let rec = rt.run_record(&run_id).await?.ok_or_else(|| {
         Error::new(
