@@ -983,9 +983,15 @@ async fn run_one(env: &StoreEnv, case: &Case, s: &Settings, id: &str) -> Outcome
         }
         // Lambda drops events (three deliveries, the maximum event age): in the cloud the
         // sweeper re-drives such a run from its stores; here the bench does what it does.
-        Err(e) if s.lambda.is_some() => sweep_run(&clouds, &rt, id, &case.input, s, &mut o)
-            .await
-            .map_err(|e2| format!("{e}; then as the sweeper: {e2}")),
+        Err(e) if s.lambda.is_some() => {
+            // The runner let go of its runtime; the sweeper's resumes need it delivering again.
+            clouds.attach(Arc::new(rt.clone()) as Arc<dyn joint_shim::Deliver>);
+            let r = sweep_run(&clouds, &rt, id, &case.input, s, &mut o)
+                .await
+                .map_err(|e2| format!("{e}; then as the sweeper: {e2}"));
+            clouds.detach();
+            r
+        }
         Err(e) => Err(e.to_string()),
     };
     let ended = SystemTime::now();
@@ -1269,6 +1275,7 @@ async fn batch_unit_inner(
     }
     let mut runs = ids.clone();
     runs.push(batch_run);
+    dep.clouds.detach();
     let (n, left) = left_over(&dep.clouds, &stores.views, &runs, s.retain, ended)
         .await
         .map_err(|e| format!("counting what is left: {e}"))?;

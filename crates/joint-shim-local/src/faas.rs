@@ -136,7 +136,9 @@ struct Stats {
 struct Shared {
     cloud: String,
     cfg: LocalFaasConfig,
-    deliver: OnceLock<Arc<dyn Deliver>>,
+    /// The runtime events go to. It holds the clouds, which hold this FaaS: [`LocalFaas::detach`]
+    /// breaks that cycle so a finished deployment can be freed.
+    deliver: Mutex<Option<Arc<dyn Deliver>>>,
     hosted: OnceLock<BTreeSet<String>>,
     raw: Mutex<BTreeMap<String, Arc<dyn Handler>>>,
     down: AtomicBool,
@@ -231,7 +233,7 @@ impl LocalFaas {
             shared: Arc::new(Shared {
                 cloud: cloud.to_string(),
                 cfg,
-                deliver: OnceLock::new(),
+                deliver: Mutex::new(None),
                 hosted: OnceLock::new(),
                 raw: Mutex::new(BTreeMap::new()),
                 down: AtomicBool::new(false),
@@ -304,7 +306,7 @@ impl LocalFaas {
         let Some(q) = &self.shared.durable else {
             return Ok(0);
         };
-        let (Some(rt), Some(hosted)) = (self.shared.deliver.get(), self.shared.hosted.get()) else {
+        let (Some(rt), Some(hosted)) = (self.runtime(), self.shared.hosted.get()) else {
             return Ok(0);
         };
         let claimed = q
@@ -345,14 +347,23 @@ impl LocalFaas {
     }
 
     /// Deliver events to `runtime`, hosting the functions it places on (or replicates to) this
-    /// cloud. Only the first call has an effect.
+    /// cloud. While one is attached, further calls have no effect; after
+    /// [`LocalFaas::detach`] the same runtime may be attached again.
     pub fn attach(&self, runtime: Arc<dyn Deliver>) {
         let hosted: BTreeSet<String> = runtime.hosted(&self.shared.cloud).into_iter().collect();
-        let _ = self.shared.hosted.set(hosted);
-        if self.shared.deliver.set(runtime).is_err() {
-            return;
+        let first = self.shared.hosted.set(hosted).is_ok();
+        {
+            let mut d = self
+                .shared
+                .deliver
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if d.is_some() {
+                return;
+            }
+            *d = Some(runtime);
         }
-        if self.shared.durable.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+        if first && self.shared.durable.is_some() && tokio::runtime::Handle::try_current().is_ok() {
             // Renew this process's claims and take over dead processes' events, now and
             // every third of a lease, for as long as the FaaS exists.
             let weak = Arc::downgrade(&self.shared);
@@ -368,6 +379,26 @@ impl LocalFaas {
                 }
             });
         }
+    }
+
+    /// Stop delivering to the attached runtime and let go of it. The runtime holds the clouds
+    /// and the clouds hold their FaaS, so without this a finished deployment is never freed
+    /// (its SQLite files stay open). Events due later find no runtime: they fail and are
+    /// retried as usual (a durable queue keeps them for the next process).
+    pub fn detach(&self) {
+        self.shared
+            .deliver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    fn runtime(&self) -> Option<Arc<dyn Deliver>> {
+        self.shared
+            .deliver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Host a plain function (not part of a workflow): sync invocations return its output.
@@ -582,7 +613,7 @@ impl LocalFaas {
             // (the original is retried as usual).
             if let Ok(_permit) = sh.permits.clone().acquire_owned().await {
                 sh.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-                if let Some(rt) = sh.deliver.get() {
+                if let Some(rt) = self.runtime() {
                     let _ = rt.deliver(&sh.cloud, ev.payload, ev.delivery).await;
                 }
             }
@@ -647,7 +678,7 @@ impl LocalFaas {
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
-            } else if let Some(rt) = sh.deliver.get() {
+            } else if let Some(rt) = self.runtime() {
                 rt.deliver(&sh.cloud, ev.payload.clone(), ev.delivery)
                     .await
                     .map(|_| ())
@@ -835,7 +866,7 @@ impl joint_shim::Faas for LocalFaas {
                 )),
             };
         }
-        let Some(rt) = self.shared.deliver.get() else {
+        let Some(rt) = self.runtime() else {
             return Err(self.err(
                 ErrorKind::Unavailable,
                 "invoke_sync",

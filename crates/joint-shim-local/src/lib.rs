@@ -285,6 +285,15 @@ impl LocalClouds {
         }
     }
 
+    /// Stop every cloud's deliveries and let go of the runtime ([`LocalFaas::detach`]), so that
+    /// a finished deployment (the runtime holds the clouds, the clouds hold the runtime) can be
+    /// freed. The runner does it when a run returns.
+    pub fn detach(&self) {
+        for f in self.faas.values() {
+            f.detach();
+        }
+    }
+
     /// Make a whole cloud — its FaaS and both stores — unreachable (`true`) or reachable again.
     /// Events already queued on it stay queued and are delivered once it is back.
     pub fn set_cloud_down(&self, cloud: &str, down: bool) -> bool {

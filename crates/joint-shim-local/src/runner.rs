@@ -266,6 +266,18 @@ pub async fn run_local(
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let (dep, watch) = prepare(workflow, handlers, &opts, &run_id)?;
+    let r = run_prepared(&dep, &watch, &opts, run_id).await;
+    // Let go of the runtime: the deployment can be freed (ADR 0005's queues hold the rest).
+    dep.clouds.detach();
+    r
+}
+
+async fn run_prepared(
+    dep: &LocalDeployment,
+    watch: &Watch,
+    opts: &RunOptions,
+    run_id: String,
+) -> Result<RunReport> {
     let rt = &dep.runtime;
     // A run id names one run: the same workflow version and input get the existing result,
     // anything else is refused before anything runs.
@@ -297,7 +309,7 @@ pub async fn run_local(
     let before = dep.clouds.counts.snapshot();
     let t0 = Instant::now();
     rt.send_start(&run_id, opts.input.clone()).await?;
-    wait(&dep, &watch, &opts, run_id, t0, before).await
+    wait(dep, watch, opts, run_id, t0, before).await
 }
 
 /// Resume run `run_id` from the state of the local clouds (and any remote ones) — what
@@ -310,13 +322,25 @@ pub async fn resume_local(
     opts: RunOptions,
 ) -> Result<(ResumeReport, Option<RunReport>)> {
     let (dep, watch) = prepare(workflow, handlers, &opts, run_id)?;
+    let r = resume_prepared(&dep, &watch, &opts, run_id, resume).await;
+    dep.clouds.detach();
+    r
+}
+
+async fn resume_prepared(
+    dep: &LocalDeployment,
+    watch: &Watch,
+    opts: &RunOptions,
+    run_id: &str,
+    resume: &ResumeOptions,
+) -> Result<(ResumeReport, Option<RunReport>)> {
     let before = dep.clouds.counts.snapshot();
     let t0 = Instant::now();
     let r = dep.runtime.resume(run_id, resume).await?;
     if r.outcome != ResumeOutcome::Resumed {
         return Ok((r, None));
     }
-    let done = wait(&dep, &watch, &opts, run_id.to_string(), t0, before).await?;
+    let done = wait(dep, watch, opts, run_id.to_string(), t0, before).await?;
     Ok((r, Some(done)))
 }
 
