@@ -393,6 +393,54 @@ impl LocalFaas {
             .take();
     }
 
+    /// Store (with a durable queue) and schedule an accepted event.
+    async fn accept(&self, function: &str, payload: Bytes) -> Result<()> {
+        let id = match &self.shared.durable {
+            None => None,
+            Some(q) => Some(
+                q.push(
+                    function,
+                    &payload,
+                    run_of(&payload).as_deref(),
+                    version_of(&payload).as_deref(),
+                )
+                .await
+                .map_err(|e| {
+                    self.err(
+                        ErrorKind::Unavailable,
+                        "invoke_async",
+                        function,
+                        format!("the durable queue refused the event: {e}"),
+                    )
+                })?,
+            ),
+        };
+        self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+        let nth = if self.shared.cfg.chaos.is_active() {
+            let digest = hex::encode(Sha256::digest(&payload));
+            let mut sent = self.shared.sent.lock().unwrap_or_else(|p| p.into_inner());
+            let n = sent.entry(digest).or_default();
+            *n += 1;
+            *n
+        } else {
+            1
+        };
+        self.schedule(
+            Event {
+                function: function.to_string(),
+                payload,
+                delivery: 1,
+                id,
+                accepted_ms: queue::now_ms(),
+                origin: Origin::Queue,
+                nth,
+            },
+            self.shared.cfg.queue_latency,
+        );
+        Ok(())
+    }
+
     fn runtime(&self) -> Option<Arc<dyn Deliver>> {
         self.shared
             .deliver
@@ -801,51 +849,25 @@ impl joint_shim::Faas for LocalFaas {
             payload.len(),
             self.shared.cfg.async_payload_limit,
         )?;
-        // Durable before it is acknowledged, as a platform's 202 is.
-        let id = match &self.shared.durable {
-            None => None,
-            Some(q) => Some(
-                q.push(
-                    function,
-                    &payload,
-                    run_of(&payload).as_deref(),
-                    version_of(&payload).as_deref(),
-                )
+        // Durable before it is acknowledged, as a platform's 202 is. Accepting runs on a task of
+        // its own: a caller that gives up while the event is being stored (the invoke stack's
+        // timeout drops the call) must not leave a stored event that is never delivered — like a
+        // platform that received the request, the queue delivers it anyway.
+        if self.shared.durable.is_some() {
+            let me = self.clone();
+            let f = function.to_string();
+            return tokio::spawn(async move { me.accept(&f, payload).await })
                 .await
                 .map_err(|e| {
                     self.err(
                         ErrorKind::Unavailable,
                         "invoke_async",
                         function,
-                        format!("the durable queue refused the event: {e}"),
+                        format!("accepting the event failed: {e}"),
                     )
-                })?,
-            ),
-        };
-        self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
-        let nth = if self.shared.cfg.chaos.is_active() {
-            let digest = hex::encode(Sha256::digest(&payload));
-            let mut sent = self.shared.sent.lock().unwrap_or_else(|p| p.into_inner());
-            let n = sent.entry(digest).or_default();
-            *n += 1;
-            *n
-        } else {
-            1
-        };
-        self.schedule(
-            Event {
-                function: function.to_string(),
-                payload,
-                delivery: 1,
-                id,
-                accepted_ms: queue::now_ms(),
-                origin: Origin::Queue,
-                nth,
-            },
-            self.shared.cfg.queue_latency,
-        );
-        Ok(())
+                })?;
+        }
+        self.accept(function, payload).await
     }
 
     async fn invoke_sync(&self, function: &str, payload: Bytes) -> Result<Bytes> {
