@@ -170,3 +170,28 @@ async fn create(
         .await
         .map_err(|e| format!("CreateTable '{table}' on instance '{instance}' at {endpoint}: {e}"))
 }
+
+/// The `aliyun` backend of `--clouds` files: Function Compute 3.0, Tablestore and OSS.
+pub struct AliyunBackend;
+
+#[async_trait::async_trait]
+impl joint_shim::Backend for AliyunBackend {
+    fn name(&self) -> &str {
+        "aliyun"
+    }
+    async fn build(
+        &self,
+        cloud: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> joint_shim::Result<Cloud> {
+        build_cloud(cloud, settings).await.map_err(|e| {
+            joint_shim::Error::new(
+                joint_shim::ErrorKind::InvalidInput,
+                "aliyun",
+                "config",
+                cloud,
+                e,
+            )
+        })
+    }
+}

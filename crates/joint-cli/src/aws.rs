@@ -104,3 +104,28 @@ pub async fn build_cloud(name: &str, settings: &BTreeMap<String, String>) -> Res
         .map_err(|e| format!("cloud '{name}': {e}"))?;
     Ok(cloud.into_cloud())
 }
+
+/// The `aws` backend of `--clouds` files: Lambda, DynamoDB and S3 (see [`AwsBuilder`]).
+pub struct AwsBackend;
+
+#[async_trait::async_trait]
+impl joint_shim::Backend for AwsBackend {
+    fn name(&self) -> &str {
+        "aws"
+    }
+    async fn build(
+        &self,
+        cloud: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> joint_shim::Result<Cloud> {
+        build_cloud(cloud, settings).await.map_err(|e| {
+            joint_shim::Error::new(
+                joint_shim::ErrorKind::InvalidInput,
+                "aws",
+                "config",
+                cloud,
+                e,
+            )
+        })
+    }
+}

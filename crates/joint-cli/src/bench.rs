@@ -52,6 +52,27 @@ pub struct BenchArgs {
     /// `faults`: seed of the fault schedules.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// `faults`: coordination stores to run on — `sqlite` (default), `dynamodb` (ministack),
+    /// `tablestore` (an in-process joint serve), comma-separated, or `all`.
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+    /// `faults`: runs on each emulated store (default: a tenth of --runs, at least 1).
+    #[arg(long)]
+    pub cloud_runs: Option<u32>,
+    /// `faults`: runs in which the process is killed at random protocol points and restarted
+    /// (child processes of this binary, on SQLite).
+    #[arg(long, default_value_t = 10)]
+    pub kills: u32,
+    /// `faults`: the ministack URL for `--store dynamodb` (default: $JOINT_TEST_MINISTACK_URL,
+    /// then $JOINT_MINISTACK_URL).
+    #[arg(long)]
+    pub dynamodb: Option<String>,
+    /// `faults`: runs at once.
+    #[arg(long, default_value_t = 24)]
+    pub concurrency: usize,
+    /// `faults`: internal — run one killed run's child process (JSON spec).
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
     /// Checkpoint policy: eager or lazy.
     #[arg(long, default_value = "eager")]
     pub checkpoint: String,
@@ -145,7 +166,30 @@ pub async fn bench(a: BenchArgs) -> ExitCode {
         }
         "paper" => return crate::paperbench::paper(&a).await,
         "faults" => {
-            return crate::faultbench::faults(u64::from(a.runs.unwrap_or(210)), a.seed).await;
+            if let Some(spec) = &a.child {
+                return crate::faultbench::child(spec).await;
+            }
+            let stores = match crate::faultbench::parse_stores(&a.store) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runs = u64::from(a.runs.unwrap_or(210));
+            return crate::faultbench::faults(crate::faultbench::FaultArgs {
+                runs,
+                cloud_runs: a
+                    .cloud_runs
+                    .map(u64::from)
+                    .unwrap_or_else(|| (runs / 10).max(1)),
+                seed: a.seed,
+                stores,
+                kills: u64::from(a.kills),
+                dynamodb: a.dynamodb.clone(),
+                concurrency: a.concurrency.max(1),
+            })
+            .await;
         }
         "sfn" => return crate::sfnbench::sfn(&a).await,
         other => {

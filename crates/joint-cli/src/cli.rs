@@ -136,14 +136,17 @@ struct RunArgs {
 
 /// Run `joint` with the built-in example handlers (what the `joint` binary does).
 pub fn main() -> ExitCode {
-    main_with(joint_examples::builtin_handlers())
+    crate::App::new().main()
 }
 
 /// Run `joint` with `handlers` as the Rust handlers of every command: a binary of your own that
 /// calls this gets `run`, `resume`, `sweep`, `status`, `serve`, `validate`, `bench`… with your
-/// functions (see docs/embedding.md).
+/// functions (see docs/embedding.md). [`crate::App`] adds backends too.
 pub fn main_with(handlers: joint_shim::Handlers) -> ExitCode {
-    crate::set_base_handlers(handlers);
+    crate::App::new().handlers(handlers).main()
+}
+
+pub(crate) fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

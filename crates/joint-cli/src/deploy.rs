@@ -27,7 +27,8 @@ pub struct DeployConfig {
 /// One cloud's settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CloudConfig {
-    /// `local`, `aws` or `aliyun`.
+    /// `local`, or a registered backend (`aws`, `aliyun`, or one a binary adds with
+    /// `joint_cli::App::backend`).
     pub backend: String,
     /// Backend settings.
     #[serde(flatten)]
@@ -66,12 +67,14 @@ pub fn load(path: &Path) -> Result<DeployConfig, String> {
             format!("{}{loc}: {e}", path.display())
         })?
     };
+    let backends = crate::backends();
     for (name, c) in &cfg.clouds {
-        if !matches!(c.backend.as_str(), "local" | "aws" | "aliyun") {
+        if c.backend != "local" && backends.get(&c.backend).is_err() {
             return Err(format!(
-                "{}: cloud '{name}': unknown backend '{}' (known: local, aws, aliyun)",
+                "{}: cloud '{name}': unknown backend '{}' (known: local, {})",
                 path.display(),
-                c.backend
+                c.backend,
+                backends.names().join(", ")
             ));
         }
     }
@@ -80,16 +83,13 @@ pub fn load(path: &Path) -> Result<DeployConfig, String> {
 
 /// Build a non-local cloud from its config. Local clouds are built by the runner.
 pub async fn build_remote(name: &str, c: &CloudConfig) -> Result<Cloud, String> {
-    let settings = c.strings();
-    match c.backend.as_str() {
-        "local" => Err(format!("cloud '{name}' is local; the runner builds it")),
-        "aliyun" => crate::aliyun::build_cloud(name, &c.strings()).await,
-        "aws" => crate::aws::build_cloud(name, &settings).await,
-        other => Err(format!(
-            "cloud '{name}': backend '{other}' is not available in this build (settings: {})",
-            settings.keys().cloned().collect::<Vec<_>>().join(", ")
-        )),
+    if c.backend == "local" {
+        return Err(format!("cloud '{name}' is local; the runner builds it"));
     }
+    crate::backends()
+        .build(&c.backend, name, &c.strings())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The non-local clouds of the deployment config at `path` (none without a config).

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sfn::{Emulator, deploy_joint, zip_bootstrap};
 use crate::cost::{self, Prices, Usage};
+use crate::sfn::{Emulator, deploy_joint, zip_bootstrap};
 use joint_shim_local::runner::{RunOptions, run_local};
 use serde_json::{Value, json};
 

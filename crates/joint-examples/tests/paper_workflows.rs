@@ -21,6 +21,7 @@ fn chaos(seed: u64) -> Chaos {
         drop: 0.05,
         throttle: 0.05,
         lose: 0.05,
+        kill: 0.0,
     }
 }
 

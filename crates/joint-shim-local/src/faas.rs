@@ -112,6 +112,10 @@ pub struct QueueStats {
     pub dropped: u64,
     /// Duplicate deliveries (after the first finished, at the same time, or late).
     pub duplicated: u64,
+    /// Of those, copies delivered at the same time as the first (chaos `concurrent`).
+    pub concurrent: u64,
+    /// Of those, copies delivered `late_delay` after the first (chaos `late`).
+    pub late: u64,
     /// Events dead-lettered.
     pub dead: u64,
     /// Events accepted and then lost for good (chaos `lose`).
@@ -130,6 +134,8 @@ struct Stats {
     retries: AtomicU64,
     dropped: AtomicU64,
     duplicated: AtomicU64,
+    concurrent: AtomicU64,
+    late: AtomicU64,
     dead: AtomicU64,
     lost: AtomicU64,
     recovered: AtomicU64,
@@ -138,7 +144,9 @@ struct Stats {
 struct Shared {
     cloud: String,
     cfg: LocalFaasConfig,
-    deliver: OnceLock<Arc<dyn Deliver>>,
+    /// The runtime events go to. It holds the clouds, which hold this FaaS: [`LocalFaas::detach`]
+    /// breaks that cycle so a finished deployment can be freed.
+    deliver: Mutex<Option<Arc<dyn Deliver>>>,
     hosted: OnceLock<BTreeSet<String>>,
     raw: Mutex<BTreeMap<String, Arc<dyn Handler>>>,
     down: AtomicBool,
@@ -147,7 +155,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     stats: Stats,
     dead: Mutex<Vec<DeadLetter>>,
-    /// Times each payload (by digest) was accepted: a re-sent event is a new event to lose.
+    /// Times each payload (by digest) was accepted, kept only under chaos: a re-sent event (a
+    /// resume re-driving one that was dropped) is a new event, whose faults are drawn anew.
     sent: Mutex<BTreeMap<String, u32>>,
     /// Where accepted events are kept until delivered (`None`: memory only).
     durable: Option<DurableQueue>,
@@ -172,6 +181,9 @@ struct Event {
     /// When the queue accepted it (Unix ms).
     accepted_ms: i64,
     origin: Origin,
+    /// Which acceptance of this payload it is (1: the first); part of every chaos decision
+    /// after the first, so a re-sent event does not replay the faults of the one it replaces.
+    nth: u32,
 }
 
 /// What became of a delivery, for the durable queue.
@@ -229,7 +241,7 @@ impl LocalFaas {
             shared: Arc::new(Shared {
                 cloud: cloud.to_string(),
                 cfg,
-                deliver: OnceLock::new(),
+                deliver: Mutex::new(None),
                 hosted: OnceLock::new(),
                 raw: Mutex::new(BTreeMap::new()),
                 down: AtomicBool::new(false),
@@ -302,7 +314,7 @@ impl LocalFaas {
         let Some(q) = &self.shared.durable else {
             return Ok(0);
         };
-        let (Some(rt), Some(hosted)) = (self.shared.deliver.get(), self.shared.hosted.get()) else {
+        let (Some(rt), Some(hosted)) = (self.runtime(), self.shared.hosted.get()) else {
             return Ok(0);
         };
         let claimed = q
@@ -329,6 +341,7 @@ impl LocalFaas {
                     id: Some(c.id),
                     accepted_ms: c.accepted_ms,
                     origin: Origin::Queue,
+                    nth: 1,
                 },
                 Duration::ZERO,
             );
@@ -342,14 +355,23 @@ impl LocalFaas {
     }
 
     /// Deliver events to `runtime`, hosting the functions it places on (or replicates to) this
-    /// cloud. Only the first call has an effect.
+    /// cloud. While one is attached, further calls have no effect; after
+    /// [`LocalFaas::detach`] the same runtime may be attached again.
     pub fn attach(&self, runtime: Arc<dyn Deliver>) {
         let hosted: BTreeSet<String> = runtime.hosted(&self.shared.cloud).into_iter().collect();
-        let _ = self.shared.hosted.set(hosted);
-        if self.shared.deliver.set(runtime).is_err() {
-            return;
+        let first = self.shared.hosted.set(hosted).is_ok();
+        {
+            let mut d = self
+                .shared
+                .deliver
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if d.is_some() {
+                return;
+            }
+            *d = Some(runtime);
         }
-        if self.shared.durable.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+        if first && self.shared.durable.is_some() && tokio::runtime::Handle::try_current().is_ok() {
             // Renew this process's claims and take over dead processes' events, now and
             // every third of a lease, for as long as the FaaS exists.
             let weak = Arc::downgrade(&self.shared);
@@ -365,6 +387,74 @@ impl LocalFaas {
                 }
             });
         }
+    }
+
+    /// Stop delivering to the attached runtime and let go of it. The runtime holds the clouds
+    /// and the clouds hold their FaaS, so without this a finished deployment is never freed
+    /// (its SQLite files stay open). Events due later find no runtime: they fail and are
+    /// retried as usual (a durable queue keeps them for the next process).
+    pub fn detach(&self) {
+        self.shared
+            .deliver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Store (with a durable queue) and schedule an accepted event.
+    async fn accept(&self, function: &str, payload: Bytes) -> Result<()> {
+        let id = match &self.shared.durable {
+            None => None,
+            Some(q) => Some(
+                q.push(
+                    function,
+                    &payload,
+                    run_of(&payload).as_deref(),
+                    version_of(&payload).as_deref(),
+                )
+                .await
+                .map_err(|e| {
+                    self.err(
+                        ErrorKind::Unavailable,
+                        "invoke_async",
+                        function,
+                        format!("the durable queue refused the event: {e}"),
+                    )
+                })?,
+            ),
+        };
+        self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+        let nth = if self.shared.cfg.chaos.is_active() {
+            let digest = hex::encode(Sha256::digest(&payload));
+            let mut sent = self.shared.sent.lock().unwrap_or_else(|p| p.into_inner());
+            let n = sent.entry(digest).or_default();
+            *n += 1;
+            *n
+        } else {
+            1
+        };
+        self.schedule(
+            Event {
+                function: function.to_string(),
+                payload,
+                delivery: 1,
+                id,
+                accepted_ms: queue::now_ms(),
+                origin: Origin::Queue,
+                nth,
+            },
+            self.shared.cfg.queue_latency,
+        );
+        Ok(())
+    }
+
+    fn runtime(&self) -> Option<Arc<dyn Deliver>> {
+        self.shared
+            .deliver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Host a plain function (not part of a workflow): sync invocations return its output.
@@ -440,6 +530,8 @@ impl LocalFaas {
             retries: l(&s.retries),
             dropped: l(&s.dropped),
             duplicated: l(&s.duplicated),
+            concurrent: l(&s.concurrent),
+            late: l(&s.late),
             dead: l(&s.dead),
             lost: l(&s.lost),
             recovered: l(&s.recovered),
@@ -521,41 +613,25 @@ impl LocalFaas {
         limit: u64,
     ) -> Result<()> {
         self.check("invoke_async", function, payload.len(), limit)?;
-        // Durable before it is acknowledged, as a platform's 202 is.
-        let id = match &self.shared.durable {
-            None => None,
-            Some(q) => Some(
-                q.push(
-                    function,
-                    &payload,
-                    run_of(&payload).as_deref(),
-                    version_of(&payload).as_deref(),
-                )
+        // Durable before it is acknowledged, as a platform's 202 is. Accepting runs on a task of
+        // its own: a caller that gives up while the event is being stored (the invoke stack's
+        // timeout drops the call) must not leave a stored event that is never delivered — like a
+        // platform that received the request, the queue delivers it anyway.
+        if self.shared.durable.is_some() {
+            let me = self.clone();
+            let f = function.to_string();
+            return tokio::spawn(async move { me.accept(&f, payload).await })
                 .await
                 .map_err(|e| {
                     self.err(
                         ErrorKind::Unavailable,
                         "invoke_async",
                         function,
-                        format!("the durable queue refused the event: {e}"),
+                        format!("accepting the event failed: {e}"),
                     )
-                })?,
-            ),
-        };
-        self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
-        self.schedule(
-            Event {
-                function: function.to_string(),
-                payload,
-                delivery: 1,
-                id,
-                accepted_ms: queue::now_ms(),
-                origin: Origin::Queue,
-            },
-            self.shared.cfg.queue_latency,
-        );
-        Ok(())
+                })?;
+        }
+        self.accept(function, payload).await
     }
 
     /// [`joint_shim::Faas::invoke_sync`] with the payload limit of the platform a caller
@@ -578,7 +654,7 @@ impl LocalFaas {
                 )),
             };
         }
-        let Some(rt) = self.shared.deliver.get() else {
+        let Some(rt) = self.runtime() else {
             return Err(self.err(
                 ErrorKind::Unavailable,
                 "invoke_sync",
@@ -627,9 +703,13 @@ impl LocalFaas {
         if chaos.fires(chaos.concurrent, &["concurrent", &sh.cloud, digest]) {
             let n = 1 + (chaos.draw(&["concurrent-n", &sh.cloud, digest]) * 3.0) as u32;
             copies.extend((0..n.min(3)).map(|_| Duration::ZERO));
+            sh.stats
+                .concurrent
+                .fetch_add(u64::from(n.min(3)), Ordering::Relaxed);
         }
         if chaos.fires(chaos.late, &["late", &sh.cloud, digest]) {
             copies.push(sh.cfg.late_delay);
+            sh.stats.late.fetch_add(1, Ordering::Relaxed);
         }
         for delay in copies {
             sh.stats.duplicated.fetch_add(1, Ordering::Relaxed);
@@ -683,7 +763,7 @@ impl LocalFaas {
             // (the original is retried as usual).
             if let Ok(_permit) = sh.permits.clone().acquire_owned().await {
                 sh.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-                if let Some(rt) = sh.deliver.get() {
+                if let Some(rt) = self.runtime() {
                     let _ = rt.deliver(&sh.cloud, ev.payload, ev.delivery).await;
                 }
             }
@@ -691,16 +771,17 @@ impl LocalFaas {
             return;
         }
         let chaos = sh.cfg.chaos;
-        let d = ev.delivery.to_string();
-        let nth = || {
-            let mut sent = sh.sent.lock().unwrap_or_else(|p| p.into_inner());
-            let n = sent.entry(digest.clone()).or_default();
-            *n += 1;
-            n.to_string()
+        let d = if ev.nth > 1 {
+            format!("{}.{}", ev.delivery, ev.nth)
+        } else {
+            ev.delivery.to_string()
         };
         if ev.delivery == 1
             && chaos.lose > 0.0
-            && chaos.fires(chaos.lose, &["lose", &sh.cloud, &digest, &nth()])
+            && chaos.fires(
+                chaos.lose,
+                &["lose", &sh.cloud, &digest, &ev.nth.to_string()],
+            )
         {
             // Accepted, then gone: no execution, no error, no redelivery.
             sh.stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -716,14 +797,18 @@ impl LocalFaas {
             // Older than the queue keeps events: dropped to the dead letters, as Lambda and FC
             // drop events older than their maximum event age.
             let e = format!(
-                "the event is older than the queue's maximum event age ({} s) and was dropped",
-                age.as_secs()
+                "the event is older than the queue's maximum event age ({age:?}) and was dropped"
             );
             self.dead_letter(&ev, e).await;
             return;
         }
         if ev.delivery == 1 {
-            self.extra_copies(&ev, &digest);
+            let key = if ev.nth > 1 {
+                format!("{digest}.{}", ev.nth)
+            } else {
+                digest.clone()
+            };
+            self.extra_copies(&ev, &key);
         }
         if chaos.fires(chaos.drop, &["drop", &sh.cloud, &digest, &d]) {
             sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -743,7 +828,7 @@ impl LocalFaas {
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
-            } else if let Some(rt) = sh.deliver.get() {
+            } else if let Some(rt) = self.runtime() {
                 match self.addressed(&ev.function, &ev.payload) {
                     Err(e) => Err(e.to_string()),
                     Ok(()) => rt

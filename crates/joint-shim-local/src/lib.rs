@@ -26,7 +26,7 @@ pub use queue::Durability;
 pub use sqlite::SqliteCoordStore;
 
 /// Builds a set of local clouds.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LocalCloudsBuilder {
     state_dir: Option<PathBuf>,
     names: Vec<String>,
@@ -38,6 +38,20 @@ pub struct LocalCloudsBuilder {
     ledger: Option<CommitLedger>,
     read_only: bool,
     durability: Durability,
+    coord_stores: BTreeMap<String, Arc<dyn joint_shim::CoordStore>>,
+}
+
+impl std::fmt::Debug for LocalCloudsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCloudsBuilder")
+            .field("state_dir", &self.state_dir)
+            .field("names", &self.names)
+            .field(
+                "coord_stores",
+                &self.coord_stores.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalCloudsBuilder {
@@ -111,6 +125,15 @@ impl LocalCloudsBuilder {
         self
     }
 
+    /// Keep cloud `cloud`'s coordination state in `store` (a DynamoDB table, a Tablestore table)
+    /// instead of its SQLite file; its FaaS, queue and blob folder stay local. The fault bench
+    /// runs the protocol on the emulated stores this way. Its retention is the store's own
+    /// (nothing local purges it).
+    pub fn coord_store(mut self, cloud: &str, store: Arc<dyn joint_shim::CoordStore>) -> Self {
+        self.coord_stores.insert(cloud.to_string(), store);
+        self
+    }
+
     /// Fault injection: duplicates and drops in the queues, throttling of invocations.
     pub fn chaos(mut self, c: Chaos) -> Self {
         self.chaos = c;
@@ -123,24 +146,29 @@ impl LocalCloudsBuilder {
         let mut clouds = Clouds::new();
         let mut faas = BTreeMap::new();
         let mut switches = BTreeMap::new();
+        let mut faas_switches = BTreeMap::new();
         let mut throttles = Vec::new();
         let mut stores = Vec::new();
         for name in &self.names {
             let retention = self
                 .retention
                 .unwrap_or(Some(joint_shim::caps::DEFAULT_RETENTION));
-            let coord = match &self.state_dir {
-                Some(d) if self.read_only => {
+            let sqlite = match &self.state_dir {
+                _ if self.coord_stores.contains_key(name) => None,
+                Some(d) if self.read_only => Some({
                     SqliteCoordStore::open_read_only(d.join(name).join("coord.db"), name)?
-                }
-                Some(d) => SqliteCoordStore::open_with(
-                    d.join(name).join("coord.db"),
-                    name,
-                    self.durability,
-                )?,
-                None => SqliteCoordStore::in_memory(name)?,
-            }
-            .with_retention(retention);
+                        .with_retention(retention)
+                }),
+                Some(d) => Some(
+                    SqliteCoordStore::open_with(
+                        d.join(name).join("coord.db"),
+                        name,
+                        self.durability,
+                    )?
+                    .with_retention(retention),
+                ),
+                None => Some(SqliteCoordStore::in_memory(name)?.with_retention(retention)),
+            };
             let blob_root = match &self.state_dir {
                 Some(d) => d.join(name).join("blobs"),
                 None => std::env::temp_dir().join(format!(
@@ -153,7 +181,9 @@ impl LocalCloudsBuilder {
                 .with_retention(retention)
                 .with_fsync(self.state_dir.is_some() && self.durability == Durability::Disk);
             if self.state_dir.is_some() && !self.read_only {
-                coord.purge_expired_blocking()?;
+                if let Some(c) = &sqlite {
+                    c.purge_expired_blocking()?;
+                }
                 blob.purge_expired()?;
             }
             let mut fcfg = self.faas.clone();
@@ -169,17 +199,36 @@ impl LocalCloudsBuilder {
             };
             let delay = self.latency.store(name);
             let sw = OutageSwitch::new();
-            stores.push((coord.clone(), blob.clone()));
+            let faas_sw = OutageSwitch::new();
+            stores.push((sqlite.clone(), blob.clone()));
             let faulty = Faulty::new(local.clone(), self.chaos, name);
+            let coord: Arc<dyn joint_shim::CoordStore> = match (sqlite, self.coord_stores.get(name))
+            {
+                (_, Some(c)) => c.clone(),
+                (Some(c), None) => Arc::new(c),
+                (None, None) => {
+                    return Err(joint_shim::Error::new(
+                        joint_shim::ErrorKind::Other,
+                        "local",
+                        "build",
+                        name,
+                        "internal: the cloud has neither a SQLite store nor a given one",
+                    ));
+                }
+            };
             let coord: Arc<dyn joint_shim::CoordStore> = match &self.ledger {
                 Some(l) => Arc::new(l.watch(coord)),
-                None => Arc::new(coord),
+                None => coord,
             };
             throttles.push(faulty.injected());
             clouds.insert(Cloud {
                 name: name.clone(),
                 faas: Arc::new(Counted::new(
-                    Switched::new(faulty, sw.clone(), name),
+                    Switched::new(
+                        Switched::new(faulty, faas_sw.clone(), name),
+                        sw.clone(),
+                        name,
+                    ),
                     counts.clone(),
                 )),
                 coord: Arc::new(Counted::new(
@@ -193,12 +242,14 @@ impl LocalCloudsBuilder {
             });
             faas.insert(name.clone(), local);
             switches.insert(name.clone(), sw);
+            faas_switches.insert(name.clone(), faas_sw);
         }
         Ok(LocalClouds {
             clouds,
             faas,
             counts,
             switches,
+            faas_switches,
             throttles,
             stores,
             state_dir: self.state_dir,
@@ -223,8 +274,9 @@ pub struct LocalClouds {
     /// Operation counters of every cloud.
     pub counts: OpCounts,
     switches: BTreeMap<String, OutageSwitch>,
+    faas_switches: BTreeMap<String, OutageSwitch>,
     throttles: Vec<Arc<std::sync::atomic::AtomicU64>>,
-    stores: Vec<(SqliteCoordStore, FsBlobStore)>,
+    stores: Vec<(Option<SqliteCoordStore>, FsBlobStore)>,
     state_dir: Option<PathBuf>,
 }
 
@@ -233,6 +285,15 @@ impl LocalClouds {
     pub fn attach(&self, runtime: Arc<dyn Deliver>) {
         for f in self.faas.values() {
             f.attach(runtime.clone());
+        }
+    }
+
+    /// Stop every cloud's deliveries and let go of the runtime ([`LocalFaas::detach`]), so that
+    /// a finished deployment (the runtime holds the clouds, the clouds hold the runtime) can be
+    /// freed. The runner does it when a run returns.
+    pub fn detach(&self) {
+        for f in self.faas.values() {
+            f.detach();
         }
     }
 
@@ -246,6 +307,14 @@ impl LocalClouds {
             }
             None => false,
         }
+    }
+
+    /// The outage switch in front of cloud `cloud`'s FaaS alone: while it is down, invocations
+    /// of that cloud fail (at once, or hanging until the caller's timeout with
+    /// [`OutageSwitch::set_hanging`]) and its stores stay reachable — the network to one
+    /// platform's invoke endpoint failing, the case failover is for.
+    pub fn faas_switch(&self, cloud: &str) -> Option<&OutageSwitch> {
+        self.faas_switches.get(cloud)
     }
 
     /// Wait until no cloud has an event in flight.
@@ -301,6 +370,8 @@ impl LocalClouds {
             s.retries += q.retries;
             s.dropped += q.dropped;
             s.duplicated += q.duplicated;
+            s.concurrent += q.concurrent;
+            s.late += q.late;
             s.dead += q.dead;
             s.lost += q.lost;
             s.recovered += q.recovered;
@@ -321,7 +392,9 @@ impl LocalClouds {
             .unwrap_or(0);
         let mut n = 0;
         for (coord, blob) in &self.stores {
-            n += coord.purge_expired_at(ms).await?;
+            if let Some(coord) = coord {
+                n += coord.purge_expired_at(ms).await?;
+            }
             n += blob.purge_expired_at(now)?;
         }
         Ok(n)

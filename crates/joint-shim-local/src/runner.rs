@@ -56,7 +56,20 @@ pub struct RunOptions {
     /// and the run has no result, the runner does what the sweeper does in the cloud: it resumes
     /// the run (`joint resume --force`), up to [`MAX_RESUMES`] times.
     pub no_resume: bool,
+    /// Keep these clouds' coordination state in the given stores instead of SQLite
+    /// ([`LocalCloudsBuilder::coord_store`]); their FaaS stays local, so the runner still sees
+    /// every queue.
+    pub coord_stores: BTreeMap<String, Arc<dyn joint_shim::CoordStore>>,
+    /// Called once with the deployment before the run starts (benchmarks reach the clouds'
+    /// outage switches and the runtime's breakers through it).
+    pub on_deploy: Option<OnDeploy>,
+    /// Use `faas.max_deliveries` as given even under chaos (by default crashes, drops and
+    /// throttling raise it to 100): a platform's retry schedule, e.g. Lambda's three deliveries.
+    pub exact_deliveries: bool,
 }
+
+/// A hook given the deployment before the run starts ([`RunOptions::on_deploy`]).
+pub type OnDeploy = Arc<dyn Fn(&LocalDeployment) + Send + Sync>;
 
 /// Resumes the local runner makes for one run before it reports a stall.
 pub const MAX_RESUMES: u32 = 100;
@@ -101,6 +114,10 @@ pub struct QueueStatsReport {
     pub dropped: u64,
     /// Duplicate deliveries.
     pub duplicated: u64,
+    /// Of those, copies racing the first delivery.
+    pub concurrent: u64,
+    /// Of those, copies arriving `late_delay` after the first.
+    pub late: u64,
     /// Dead letters.
     pub dead: u64,
     /// Events lost for good (recovered by resumes).
@@ -119,6 +136,8 @@ impl From<QueueStats> for QueueStatsReport {
             retries: q.retries,
             dropped: q.dropped,
             duplicated: q.duplicated,
+            concurrent: q.concurrent,
+            late: q.late,
             dead: q.dead,
             lost: q.lost,
             throttled: q.throttled,
@@ -176,7 +195,9 @@ pub fn deploy(
     observer: Option<Arc<dyn Observer>>,
 ) -> Result<LocalDeployment> {
     let mut faas = opts.faas.clone().unwrap_or_default();
-    if opts.chaos.crash > 0.0 || opts.chaos.drop > 0.0 || opts.chaos.throttle > 0.0 {
+    if !opts.exact_deliveries
+        && (opts.chaos.crash > 0.0 || opts.chaos.drop > 0.0 || opts.chaos.throttle > 0.0)
+    {
         faas.max_deliveries = faas.max_deliveries.max(100);
     }
     let remote: BTreeSet<&str> = opts.remote.iter().map(|c| c.name.as_str()).collect();
@@ -198,17 +219,16 @@ pub fn deploy(
         b = b.ledger(l.clone());
     }
     b = b.durability(opts.durability);
+    for (cloud, store) in &opts.coord_stores {
+        b = b.coord_store(cloud, store.clone());
+    }
     let clouds = b.build()?;
     let mut cfg = opts.runtime.clone().unwrap_or_default();
     cfg.chaos = opts.chaos;
     cfg.latency = opts.latency.clone();
     // The runner sees every local queue, so it may collect a run once they are quiet; with
     // remote clouds it cannot see their queues, and the stores' retention collects instead.
-    cfg.gc = match opts.gc {
-        Some(g) => g,
-        None if opts.keep || !opts.remote.is_empty() => GcPolicy::Retain,
-        None => GcPolicy::WhenQuiet,
-    };
+    cfg.gc = gc_policy(opts);
     if opts.chaos.throttle > 0.0 {
         cfg.invoke.retry.max_retries = cfg.invoke.retry.max_retries.max(20);
         cfg.invoke.breaker.failure_threshold = u32::MAX;
@@ -222,6 +242,17 @@ pub fn deploy(
     Ok(LocalDeployment { clouds, runtime })
 }
 
+/// The GC policy of a run: as given; else the runner, which sees every local queue, collects a
+/// run once they are quiet, and with remote clouds (whose queues it cannot see) or `keep` the
+/// stores' retention collects instead.
+fn gc_policy(opts: &RunOptions) -> GcPolicy {
+    match opts.gc {
+        Some(g) => g,
+        None if opts.keep || !opts.remote.is_empty() => GcPolicy::Retain,
+        None => GcPolicy::WhenQuiet,
+    }
+}
+
 /// Run `workflow` once on local clouds and wait for its result.
 pub async fn run_local(
     workflow: Arc<Workflow>,
@@ -233,6 +264,18 @@ pub async fn run_local(
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let (dep, watch) = prepare(workflow, handlers, &opts, &run_id)?;
+    let r = run_prepared(&dep, &watch, &opts, run_id).await;
+    // Let go of the runtime: the deployment can be freed (ADR 0005's queues hold the rest).
+    dep.clouds.detach();
+    r
+}
+
+async fn run_prepared(
+    dep: &LocalDeployment,
+    watch: &Watch,
+    opts: &RunOptions,
+    run_id: String,
+) -> Result<RunReport> {
     let rt = &dep.runtime;
     // A run id names one run: the same workflow version and input get the existing result,
     // anything else is refused before anything runs.
@@ -264,7 +307,7 @@ pub async fn run_local(
     let before = dep.clouds.counts.snapshot();
     let t0 = Instant::now();
     rt.send_start(&run_id, opts.input.clone()).await?;
-    wait(&dep, &watch, &opts, run_id, t0, before).await
+    wait(dep, watch, opts, run_id, t0, before).await
 }
 
 /// Resume run `run_id` from the state of the local clouds (and any remote ones) — what
@@ -277,13 +320,25 @@ pub async fn resume_local(
     opts: RunOptions,
 ) -> Result<(ResumeReport, Option<RunReport>)> {
     let (dep, watch) = prepare(workflow, handlers, &opts, run_id)?;
+    let r = resume_prepared(&dep, &watch, &opts, run_id, resume).await;
+    dep.clouds.detach();
+    r
+}
+
+async fn resume_prepared(
+    dep: &LocalDeployment,
+    watch: &Watch,
+    opts: &RunOptions,
+    run_id: &str,
+    resume: &ResumeOptions,
+) -> Result<(ResumeReport, Option<RunReport>)> {
     let before = dep.clouds.counts.snapshot();
     let t0 = Instant::now();
     let r = dep.runtime.resume(run_id, resume).await?;
     if r.outcome != ResumeOutcome::Resumed {
         return Ok((r, None));
     }
-    let done = wait(&dep, &watch, &opts, run_id.to_string(), t0, before).await?;
+    let done = wait(dep, watch, opts, run_id.to_string(), t0, before).await?;
     Ok((r, Some(done)))
 }
 
@@ -314,6 +369,9 @@ fn prepare(
         opts,
         Some(Arc::new(Fanout(observers)) as Arc<dyn Observer>),
     )?;
+    if let Some(f) = &opts.on_deploy {
+        f(&dep);
+    }
     Ok((dep, watch))
 }
 
@@ -361,6 +419,13 @@ async fn wait(
     // Collect only when no process's queue holds an event of the run any more.
     if drained && dep.clouds.pending_for_run(&run_id).await? == 0 {
         rt.run_deferred_gc().await?;
+        // The ending instance queues the run's collection after writing its record; if that
+        // execution died in between and its event was not delivered again (dropped after the
+        // platform's deliveries or event age, or the process was killed), nothing was queued.
+        // The run has its record and nothing of it is in flight: collect it here.
+        if gc_policy(opts) == GcPolicy::WhenQuiet {
+            joint_shim::runtime::gc_run(&dep.clouds.clouds, &run_id, false).await?;
+        }
     }
     let rec = rt.run_record(&run_id).await?.ok_or_else(|| {
         Error::new(

@@ -392,3 +392,77 @@ functions:
     assert_eq!(msg.matches("gave up after").count(), 1, "{msg}");
     assert!(msg.len() < 1024, "{} bytes: {msg}", msg.len());
 }
+
+/// The instance that ends a run writes the run record and then queues the run's collection; when
+/// that execution dies in between and its event is never delivered again (here: one delivery
+/// only, as after Lambda's retries or maximum event age), nothing was queued. The runner sees the
+/// record and quiet queues, so it collects the run itself: nothing of it is left.
+#[tokio::test]
+async fn a_run_whose_ending_execution_died_before_its_gc_is_still_collected() {
+    let def = "workflow: one
+functions:
+  - {name: a, cloud: one, handler: inc}
+";
+    let run = "gc-lost";
+    let instance = format!("{run}/a_0");
+    // A seed whose only crash in the first delivery is right before the Gc action.
+    let p = 0.05;
+    let seed = (0..100_000u64)
+        .find(|&seed| {
+            let c = Chaos {
+                seed,
+                ..Chaos::default()
+            };
+            let fires = |point: &str| c.fires(p, &["crash", &instance, point, "1"]);
+            fires("before:gc")
+                && joint_shim::runtime::CRASH_POINTS.iter().all(|k| {
+                    !fires(&format!("after:{k}")) && (*k == "gc" || !fires(&format!("before:{k}")))
+                })
+        })
+        .expect("a seed");
+    let dir = tempfile::tempdir().expect("dir");
+    let crashes = Arc::new(joint_shim::observe::Recorder::new());
+    let report = run_local(
+        load("one.yaml", def),
+        counting(Arc::default()),
+        RunOptions {
+            run_id: Some(run.into()),
+            input: json!(1),
+            state_dir: Some(dir.path().to_path_buf()),
+            chaos: Chaos {
+                seed,
+                crash: p,
+                ..Chaos::default()
+            },
+            faas: Some(LocalFaasConfig {
+                max_deliveries: 1,
+                ..LocalFaasConfig::default()
+            }),
+            exact_deliveries: true,
+            gc: Some(GcPolicy::WhenQuiet),
+            observer: Some(crashes.clone() as Arc<dyn joint_shim::observe::Observer>),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("the run has its record");
+    assert_eq!(report.output, Some(json!(2)));
+    let points: Vec<String> = crashes
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            joint_shim::observe::ObsEvent::Crash { point, .. } => Some(point),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(points, ["before:gc"], "the schedule this test is about");
+    let clouds = joint_shim_local::LocalCloudsBuilder::new()
+        .state_dir(dir.path())
+        .clouds(["one"])
+        .build()
+        .expect("reopen");
+    let left = joint_shim::runtime::gc_run(&clouds.clouds, run, false)
+        .await
+        .expect("look");
+    assert_eq!(left, 0, "the run's working state was left behind");
+}

@@ -460,7 +460,7 @@ proptest! {
     ) {
         check(
             seed,
-            Chaos { seed: chaos_seed, crash, dup, concurrent, late, drop, throttle, lose },
+            Chaos { seed: chaos_seed, crash, dup, concurrent, late, drop, throttle, lose, kill: 0.0 },
             deployed_gc,
         );
     }

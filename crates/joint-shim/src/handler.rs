@@ -60,6 +60,55 @@ where
     Arc::new(FnHandler(f))
 }
 
+/// Wrap an async function of typed input and output as a handler: the input is decoded from
+/// JSON into `I` (a mismatch fails the attempt with kind `BadInput`, naming what did not fit),
+/// the output encoded from `O`, and an error `E` becomes the function's failure through
+/// `Into<FnError>` (implement `From<YourError> for FnError` to give it a stable kind that catch
+/// routes and retry filters match on; [`fn_error`] makes a `HandlerError`).
+///
+/// ```
+/// # use joint_shim::{Context, typed_handler, fn_error};
+/// #[derive(serde::Deserialize)]
+/// struct Order { id: String, qty: u32 }
+/// #[derive(serde::Serialize)]
+/// struct Line { id: String, total: u32 }
+///
+/// let price = typed_handler(|o: Order, _ctx: Context| async move {
+///     if o.qty == 0 {
+///         return Err(fn_error(format!("order {} has no items", o.id)));
+///     }
+///     Ok(Line { id: o.id, total: o.qty * 10 })
+/// });
+/// # let _ = price;
+/// ```
+pub fn typed_handler<I, O, E, F, Fut>(f: F) -> Arc<dyn Handler>
+where
+    I: serde::de::DeserializeOwned + Send + 'static,
+    O: serde::Serialize + Send + 'static,
+    E: Into<FnError> + Send + 'static,
+    F: Fn(I, Context) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::result::Result<O, E>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    handler_fn(move |v: Value, ctx: Context| {
+        let f = f.clone();
+        async move {
+            let input: I = serde_json::from_value(v).map_err(|e| FnError {
+                kind: "BadInput".into(),
+                message: format!(
+                    "function '{}': its input does not fit the handler's type: {e}",
+                    ctx.function
+                ),
+            })?;
+            let out = f(input, ctx).await.map_err(Into::into)?;
+            serde_json::to_value(out).map_err(|e| FnError {
+                kind: "BadOutput".into(),
+                message: format!("the handler's output cannot be encoded as JSON: {e}"),
+            })
+        }
+    })
+}
+
 /// A function error with kind `HandlerError`.
 pub fn fn_error(message: impl Into<String>) -> FnError {
     FnError {

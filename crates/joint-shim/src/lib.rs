@@ -9,6 +9,7 @@
 //! - [`layers`]: decorators for operation counting, latency and fault injection.
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod caps;
 pub mod cloud;
 #[cfg(feature = "conformance")]
@@ -22,9 +23,12 @@ pub mod runtime;
 pub mod traits;
 pub mod worker;
 
+pub use backend::{Backend, Backends};
 pub use caps::{BlobCapabilities, FaasCapabilities, StoreCapabilities};
 pub use cloud::{Cloud, Clouds};
 pub use error::{Error, ErrorKind, Result};
-pub use handler::{CommandHandler, Context, Handler, Handlers, fn_error, handler_fn};
+pub use handler::{
+    CommandHandler, Context, Handler, Handlers, fn_error, handler_fn, typed_handler,
+};
 pub use runtime::{Deliver, GcPolicy, Runtime, RuntimeConfig};
 pub use traits::{BlobStore, CoordStore, Created, Faas};

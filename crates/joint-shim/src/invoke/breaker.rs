@@ -54,6 +54,16 @@ enum BreakerState {
 struct Shared {
     state: BreakerState,
     next_probe: u64,
+    stats: BreakerStats,
+}
+
+/// What a breaker did so far (benchmarks report it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BreakerStats {
+    /// Times it opened (from closed, or again after a failed probe).
+    pub opened: u64,
+    /// Calls it refused with `CircuitOpen`.
+    pub refused: u64,
 }
 
 /// Shared state of one cloud's breaker.
@@ -90,6 +100,7 @@ impl CircuitBreaker {
             shared: Arc::new(Mutex::new(Shared {
                 state: BreakerState::Closed { failures: 0 },
                 next_probe: 0,
+                stats: BreakerStats::default(),
             })),
         }
     }
@@ -108,9 +119,14 @@ impl CircuitBreaker {
         }
     }
 
+    /// How often it opened and how many calls it refused so far.
+    pub fn stats(&self) -> BreakerStats {
+        self.lock().stats
+    }
+
     fn admit(&self) -> Option<Admission> {
         let mut sh = self.lock();
-        match sh.state {
+        let admitted = match sh.state {
             BreakerState::Closed { .. } => Some(Admission::Call),
             BreakerState::Open { until } if Instant::now() >= until => {
                 let probe = sh.next_probe;
@@ -121,11 +137,16 @@ impl CircuitBreaker {
             BreakerState::Open { .. } => None,
             // One probe at a time.
             BreakerState::HalfOpen { .. } => None,
+        };
+        if admitted.is_none() {
+            sh.stats.refused += 1;
         }
+        admitted
     }
 
     fn record(&self, outage: bool) {
         let mut sh = self.lock();
+        let sh = &mut *sh;
         sh.state = match (&sh.state, outage) {
             (_, false) => BreakerState::Closed { failures: 0 },
             (BreakerState::Closed { failures }, true)
@@ -135,9 +156,12 @@ impl CircuitBreaker {
                     failures: failures + 1,
                 }
             }
-            (_, true) => BreakerState::Open {
-                until: Instant::now() + self.cfg.cooldown,
-            },
+            (_, true) => {
+                sh.stats.opened += 1;
+                BreakerState::Open {
+                    until: Instant::now() + self.cfg.cooldown,
+                }
+            }
         };
     }
 
@@ -428,6 +452,14 @@ mod tests {
                 3,
                 "the open breaker failed fast"
             );
+            assert_eq!(
+                breaker.stats(),
+                BreakerStats {
+                    opened: 1,
+                    refused: 1
+                },
+                "{kind:?}"
+            );
         }
     }
 
@@ -445,6 +477,13 @@ mod tests {
         // The cloud answers, even with an error of the function: closed.
         set(&answer, Answer::Fail(ErrorKind::FunctionNotFound));
         svc.clone().oneshot(req()).await.unwrap_err();
+        assert_eq!(
+            breaker.stats(),
+            BreakerStats {
+                opened: 2,
+                refused: 0
+            }
+        );
         assert!(matches!(
             breaker.lock().state,
             BreakerState::Closed { failures: 0 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-pub use breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
+pub use breaker::{BreakerConfig, BreakerStats, CircuitBreaker, CircuitBreakerLayer};
 pub use retry::{Retry, RetryConfig, RetryLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 

@@ -38,6 +38,13 @@ pub struct Chaos {
     /// Accept an async event and lose it for good: no error, no redelivery. Only `joint resume`
     /// or the sweeper brings the run forward again.
     pub lose: f64,
+    /// Kill the whole process at a protocol point (before or after each action of an instance):
+    /// `SIGKILL` on Unix, `abort` elsewhere. **A test-only fault**: it models a host dying between
+    /// two protocol actions (a Lambda sandbox frozen for good, a machine losing power) and makes
+    /// sense only for a process whose queue survives it (local clouds with a state directory);
+    /// the next process on the same state directory must finish the run. Never set it in a
+    /// deployed function.
+    pub kill: f64,
 }
 
 /// A `--chaos` string that could not be read.
@@ -55,8 +62,8 @@ impl std::error::Error for ChaosParseError {}
 impl std::str::FromStr for Chaos {
     type Err = ChaosParseError;
 
-    /// `seed=N,crash=P,dup=P,concurrent=P,late=P,drop=P,throttle=P,lose=P` (any subset, any
-    /// order).
+    /// `seed=N,crash=P,dup=P,concurrent=P,late=P,drop=P,throttle=P,lose=P,kill=P` (any subset,
+    /// any order).
     fn from_str(s: &str) -> std::result::Result<Self, ChaosParseError> {
         let mut c = Chaos::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -87,9 +94,10 @@ impl std::str::FromStr for Chaos {
                 "drop" => c.drop = prob(v)?,
                 "throttle" => c.throttle = prob(v)?,
                 "lose" => c.lose = prob(v)?,
+                "kill" => c.kill = prob(v)?,
                 other => {
                     return Err(ChaosParseError(format!(
-                        "unknown key '{other}' (known: seed, crash, dup, concurrent, late, drop, throttle, lose)"
+                        "unknown key '{other}' (known: seed, crash, dup, concurrent, late, drop, throttle, lose, kill)"
                     )));
                 }
             }
@@ -108,6 +116,7 @@ impl Chaos {
             || self.drop > 0.0
             || self.throttle > 0.0
             || self.lose > 0.0
+            || self.kill > 0.0
     }
 
     /// A uniform number in [0, 1) derived from the seed and `parts`.

@@ -18,12 +18,73 @@ use crate::traits::{CoordStore, Created};
 #[derive(Debug, Clone, Default)]
 pub struct CommitLedger {
     news: Arc<Mutex<BTreeMap<String, u32>>>,
+    /// Where every answer is also appended, one line each (`+key` / `-key`), so that a ledger
+    /// outlives a process that is killed (the fault bench's process kills).
+    journal: Option<Arc<Mutex<std::fs::File>>>,
 }
 
 impl CommitLedger {
     /// An empty ledger.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty ledger that also appends every counted answer to the file `path` as it
+    /// happens (written before the store's answer is passed on), so that the counts survive the
+    /// process; [`CommitLedger::from_journals`] adds up the files of several processes.
+    pub fn with_journal(path: &std::path::Path) -> std::io::Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(CommitLedger {
+            news: Arc::default(),
+            journal: Some(Arc::new(Mutex::new(f))),
+        })
+    }
+
+    /// A ledger holding what the journals at `paths` recorded (a missing file recorded nothing).
+    pub fn from_journals(paths: &[std::path::PathBuf]) -> std::io::Result<Self> {
+        let l = CommitLedger::new();
+        for p in paths {
+            let text = match std::fs::read_to_string(p) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for line in text.lines() {
+                if let Some(key) = line.strip_prefix('+') {
+                    l.count_new(key);
+                } else if let Some(key) = line.strip_prefix('-') {
+                    l.take_back(key);
+                }
+            }
+        }
+        Ok(l)
+    }
+
+    fn write_journal(&self, line: &str) {
+        if let Some(j) = &self.journal {
+            use std::io::Write;
+            let mut f = j.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = f.write_all(format!("{line}\n").as_bytes()) {
+                tracing::warn!(error = %e, "commit ledger: cannot append to the journal");
+            }
+        }
+    }
+
+    fn count_new(&self, key: &str) {
+        *self.lock().entry(key.to_string()).or_default() += 1;
+    }
+
+    fn take_back(&self, key: &str) {
+        let mut news = self.lock();
+        if let Some(n) = news.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                news.remove(key);
+            }
+        }
     }
 
     /// Wrap `store`: every create it answers `New` is counted.
@@ -73,7 +134,8 @@ impl<T: CoordStore> CoordStore for Ledgered<T> {
     async fn create(&self, key: &str, value: Bytes) -> Result<Created> {
         let r = self.inner.create(key, value).await?;
         if r == Created::New {
-            *self.ledger.lock().entry(key.to_string()).or_default() += 1;
+            self.ledger.write_journal(&format!("+{key}"));
+            self.ledger.count_new(key);
         }
         Ok(r)
     }
@@ -106,13 +168,8 @@ impl<T: CoordStore> CoordStore for Ledgered<T> {
     async fn delete(&self, key: &str) -> Result<bool> {
         let deleted = self.inner.delete(key).await?;
         if deleted {
-            let mut news = self.ledger.lock();
-            if let Some(n) = news.get_mut(key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    news.remove(key);
-                }
-            }
+            self.ledger.write_journal(&format!("-{key}"));
+            self.ledger.take_back(key);
         }
         Ok(deleted)
     }

@@ -134,6 +134,10 @@ struct Inner {
     cfg: RuntimeConfig,
     observer: Option<Arc<dyn Observer>>,
     deferred: Mutex<Vec<(String, Vec<String>)>>,
+    /// Executions started per (instance, delivery), kept only when crashes or kills are
+    /// injected: a second execution with the same delivery number (a racing copy, a re-sent
+    /// event after its first was dead-lettered) draws its faults anew.
+    executions: Mutex<std::collections::HashMap<(String, u32), u32>>,
 }
 
 /// The runtime. Cheap to clone.
@@ -200,6 +204,17 @@ pub const CRASH_POINTS: &[&str] = &[
     "gc",
 ];
 
+/// Kill this process at once (`Chaos::kill`, a test-only fault): `SIGKILL` on Unix, which no
+/// handler can intercept; `abort` elsewhere.
+fn kill_this_process() -> ! {
+    #[cfg(unix)]
+    // SAFETY: kill(2) on our own pid with SIGKILL has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
+}
+
 fn rt_err(kind: ErrorKind, op: &'static str, target: &str, msg: impl Into<String>) -> Error {
     Error::new(kind, "runtime", op, target, msg)
 }
@@ -254,6 +269,7 @@ impl Runtime {
                 cfg,
                 observer,
                 deferred: Mutex::new(Vec::new()),
+                executions: Mutex::default(),
             }),
         })
     }
@@ -558,9 +574,22 @@ impl Runtime {
             delivery,
             at: SystemTime::now(),
         });
+        let chaos = &self.inner.cfg.chaos;
+        let repeat = if chaos.crash > 0.0 || chaos.kill > 0.0 {
+            let mut ex = self
+                .inner
+                .executions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let n = ex.entry((instance.clone(), delivery)).or_insert(0);
+            *n += 1;
+            *n - 1
+        } else {
+            0
+        };
         let first = m.start();
         let result = self
-            .drive(&mut m, first, sub, cloud, &run, delivery, None)
+            .drive(&mut m, first, sub, cloud, &run, (delivery, repeat), None)
             .await;
         let (ran, adopted, error) = match &result {
             Ok(o) => (o.ran_function, o.adopted, None),
@@ -579,12 +608,30 @@ impl Runtime {
         result
     }
 
-    fn crash_check(&self, run: &str, instance: &str, point: String, delivery: u32) -> Result<()> {
+    /// Whether an injected crash or kill fires at `point` of execution `attempt` (the delivery
+    /// number, and how many executions of this instance with that delivery number this runtime
+    /// started before: 0 for the first, whose schedule is the seed's alone).
+    fn crash_check(
+        &self,
+        run: &str,
+        instance: &str,
+        point: String,
+        attempt: (u32, u32),
+    ) -> Result<()> {
         let chaos = &self.inner.cfg.chaos;
-        if chaos.fires(
-            chaos.crash,
-            &["crash", instance, &point, &delivery.to_string()],
-        ) {
+        let (delivery, repeat) = attempt;
+        let delivery = if repeat == 0 {
+            delivery.to_string()
+        } else {
+            format!("{delivery}.{repeat}")
+        };
+        if chaos.fires(chaos.kill, &["kill", instance, &point, &delivery]) {
+            // Test-only (`Chaos::kill`): the whole process dies here, as a host that loses
+            // power does; nothing is flushed, no destructor runs.
+            tracing::warn!(run, instance, point = %point, "injected process kill");
+            kill_this_process();
+        }
+        if chaos.fires(chaos.crash, &["crash", instance, &point, &delivery]) {
             self.emit(ObsEvent::Crash {
                 run: run.to_string(),
                 instance: instance.to_string(),
@@ -608,7 +655,7 @@ impl Runtime {
         sub: &SubGraph,
         cloud: &str,
         run: &str,
-        delivery: u32,
+        attempt: (u32, u32),
         redrive: Option<&resume::Redrive>,
     ) -> Result<Outcome> {
         let instance = m.instance_id().to_string();
@@ -629,7 +676,7 @@ impl Runtime {
             // A resume is not a platform delivery: faults are injected into deliveries only.
             let deliver = redrive.is_none();
             if deliver {
-                self.crash_check(run, &instance, format!("before:{kind}"), delivery)?;
+                self.crash_check(run, &instance, format!("before:{kind}"), attempt)?;
             }
             let start = SystemTime::now();
             let t = Instant::now();
@@ -643,7 +690,7 @@ impl Runtime {
                 elapsed: t.elapsed(),
             });
             if deliver {
-                self.crash_check(run, &instance, format!("after:{kind}"), delivery)?;
+                self.crash_check(run, &instance, format!("after:{kind}"), attempt)?;
             }
             m.set_clock(now_ms());
             action = m

@@ -416,7 +416,7 @@ impl Runtime {
         };
         let mut report = ResumeReport::new(run, ResumeOutcome::Resumed);
         match self
-            .drive(&mut m, first, sub, &sub.faas, run, 1, Some(&shared))
+            .drive(&mut m, first, sub, &sub.faas, run, (1, 0), Some(&shared))
             .await
         {
             Ok(_) => report.driven = 1,
@@ -540,7 +540,7 @@ impl Runtime {
         let first = m
             .resume(f.item.clone(), reinvoke)
             .map_err(|e| rt_err(ErrorKind::InvalidInput, "resume", &f.key, e.to_string()))?;
-        self.drive(&mut m, first, sub, &sub.faas, run, 1, Some(shared))
+        self.drive(&mut m, first, sub, &sub.faas, run, (1, 0), Some(shared))
             .await
     }
 
