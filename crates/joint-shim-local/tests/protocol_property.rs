@@ -404,8 +404,10 @@ fn check(seed: u64, chaos: Chaos, deployed_gc: bool) {
             .filter(|s| s.checkpoint == joint_core::subgraph::CheckpointPolicy::Eager)
             .map(|s| s.name.clone())
             .collect();
-        for (o, racing) in [(&clean, false), (&faulty, chaos.concurrent > 0.0)] {
-            // Racing copies may both run the function before one of them commits.
+        // Racing copies may both run the function before one of them commits; so may a late copy
+        // when the original is slower than the late delay (a loaded machine).
+        let racing = chaos.concurrent > 0.0 || chaos.late > 0.0;
+        for (o, racing) in [(&clean, false), (&faulty, racing)] {
             if *o.events.crashes.lock().unwrap() > 0 || racing {
                 continue;
             }

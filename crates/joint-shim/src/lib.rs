@@ -19,6 +19,7 @@ pub mod handler;
 pub mod invoke;
 pub mod layers;
 pub mod observe;
+pub mod policy;
 pub mod runtime;
 pub mod traits;
 pub mod worker;

@@ -79,7 +79,10 @@ impl Default for InvokeConfig {
     fn default() -> Self {
         InvokeConfig {
             timeout: Duration::from_secs(10),
-            retry: RetryConfig::default(),
+            retry: RetryConfig {
+                max_retries: 2,
+                ..RetryConfig::default()
+            },
             breaker: BreakerConfig::default(),
         }
     }
@@ -120,7 +123,10 @@ impl Invoker {
             let breaker = CircuitBreaker::new(&c.name, cfg.breaker.clone());
             let svc = ServiceBuilder::new()
                 .layer(CircuitBreakerLayer::new(breaker.clone()))
-                .layer(RetryLayer::new(cfg.retry.clone()))
+                .layer(
+                    RetryLayer::new(cfg.retry.clone())
+                        .with_budget(Arc::new(crate::policy::RetryBudget::default())),
+                )
                 .layer(TimeoutLayer::new(cfg.timeout))
                 .service(FaasService::new(c.faas.clone()));
             stacks.insert(c.name.clone(), BoxCloneSyncService::new(svc));

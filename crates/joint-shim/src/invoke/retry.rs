@@ -1,44 +1,34 @@
-//! Retry with exponential backoff, for retryable errors only.
+//! Retry with capped exponential backoff and full jitter, for retryable errors only, within the
+//! cloud's retry budget.
 
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tower::{Layer, Service, ServiceExt};
 
 use super::{BoxFuture, InvokeRequest};
 use crate::error::{Error, Result};
 
-/// Retry settings.
-#[derive(Debug, Clone)]
-pub struct RetryConfig {
-    /// Retries after the first attempt.
-    pub max_retries: u32,
-    /// Backoff before the first retry; doubles each time.
-    pub base: Duration,
-    /// Largest backoff.
-    pub max: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_retries: 2,
-            base: Duration::from_millis(20),
-            max: Duration::from_secs(1),
-        }
-    }
-}
+/// Retry settings of the invoke stack: the same policy as store calls (capped exponential
+/// backoff with full jitter), see [`crate::policy::RetryPolicy`].
+pub type RetryConfig = crate::policy::RetryPolicy;
 
 /// Adds a [`Retry`].
 #[derive(Debug, Clone)]
 pub struct RetryLayer {
     cfg: RetryConfig,
+    budget: Option<std::sync::Arc<crate::policy::RetryBudget>>,
 }
 
 impl RetryLayer {
-    /// With these settings.
+    /// With these settings, and no budget.
     pub fn new(cfg: RetryConfig) -> Self {
-        RetryLayer { cfg }
+        RetryLayer { cfg, budget: None }
+    }
+
+    /// Retries also draw on `budget` (shared by every call to one cloud).
+    pub fn with_budget(mut self, budget: std::sync::Arc<crate::policy::RetryBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -48,6 +38,7 @@ impl<S> Layer<S> for RetryLayer {
         Retry {
             inner,
             cfg: self.cfg.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -58,6 +49,7 @@ impl<S> Layer<S> for RetryLayer {
 pub struct Retry<S> {
     inner: S,
     cfg: RetryConfig,
+    budget: Option<std::sync::Arc<crate::policy::RetryBudget>>,
 }
 
 impl<S> Service<InvokeRequest> for Retry<S>
@@ -76,16 +68,22 @@ where
     fn call(&mut self, req: InvokeRequest) -> Self::Future {
         let inner = self.inner.clone();
         let cfg = self.cfg.clone();
+        let budget = self.budget.clone();
         Box::pin(async move {
-            let mut backoff = cfg.base;
+            if let Some(b) = &budget {
+                b.deposit();
+            }
             let mut attempt = 0;
             loop {
                 match inner.clone().oneshot(req.clone()).await {
                     Ok(()) => return Ok(()),
-                    Err(e) if e.is_retryable() && attempt < cfg.max_retries => {
+                    Err(e)
+                        if e.is_retryable()
+                            && attempt < cfg.max_retries
+                            && budget.as_ref().is_none_or(|b| b.withdraw()) =>
+                    {
                         attempt += 1;
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(cfg.max);
+                        tokio::time::sleep(cfg.backoff(attempt)).await;
                     }
                     Err(e) => return Err(e),
                 }

@@ -75,6 +75,11 @@ pub struct RuntimeConfig {
     /// Deployment keys: when set, every event this runtime sends is signed and every event it
     /// receives must carry a valid signature.
     pub keyring: Option<joint_core::sign::Keyring>,
+    /// The policy of every coordination-store and blob call (timeout per attempt, retries with
+    /// jittered backoff, a retry budget per cloud), unless `store_policies` names the cloud.
+    pub store_policy: crate::policy::CallPolicy,
+    /// Per-cloud store policies.
+    pub store_policies: BTreeMap<String, crate::policy::CallPolicy>,
     /// How long an invoked successor has to commit its output before `joint resume` and the
     /// sweeper treat its event as lost (the deadline stored with each invocation record).
     /// Set it above the functions' timeout plus the platform's retry window.
@@ -106,6 +111,9 @@ impl RuntimeConfig {
 /// Bytes a join member record adds around a branch output (`{"step":…,"out":{"inline":…}}`).
 const JOIN_MEMBER_FRAMING: u64 = 256;
 
+/// The longest wait between two attempts of a user function.
+pub const MAX_FUNCTION_BACKOFF: Duration = Duration::from_secs(60);
+
 /// Default [`RuntimeConfig::invoke_deadline`]: Lambda's longest timeout plus its async retries.
 pub const DEFAULT_INVOKE_DEADLINE: Duration = Duration::from_secs(60 * 60);
 
@@ -122,6 +130,8 @@ impl Default for RuntimeConfig {
             latency: LatencyProfile::default(),
             keyring: None,
             invoke_deadline: DEFAULT_INVOKE_DEADLINE,
+            store_policy: crate::policy::CallPolicy::default(),
+            store_policies: BTreeMap::new(),
         }
     }
 }
@@ -260,6 +270,37 @@ impl Runtime {
     ) -> Result<Self> {
         check_retention(&clouds)?;
         let invoker = Invoker::new(&clouds, &cfg.invoke);
+        // Every store call of the runtime runs under its cloud's policy; each cloud's calls
+        // share one retry budget.
+        let mut policied = Clouds::new();
+        for c in clouds.iter() {
+            let mut policy = cfg
+                .store_policies
+                .get(&c.name)
+                .cloned()
+                .unwrap_or_else(|| cfg.store_policy.clone());
+            if let Some(b) = &policy.budget {
+                policy.budget = Some(Arc::new(crate::policy::RetryBudget::new(
+                    b.ratio(),
+                    b.min_per_sec(),
+                )));
+            }
+            policied.insert(crate::cloud::Cloud {
+                name: c.name.clone(),
+                faas: c.faas.clone(),
+                coord: Arc::new(crate::policy::Policied::new(
+                    c.coord.clone(),
+                    policy.clone(),
+                    format!("store({})", c.name),
+                )),
+                blob: Arc::new(crate::policy::Policied::new(
+                    c.blob.clone(),
+                    policy,
+                    format!("blobs({})", c.name),
+                )),
+            });
+        }
+        let clouds = policied;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 workflow,
@@ -798,7 +839,8 @@ impl Runtime {
                     last = Some(e);
                     if attempt < attempts {
                         tokio::time::sleep(backoff).await;
-                        backoff *= 2;
+                        // Capped: a long retry policy must not wait hours between attempts.
+                        backoff = (backoff * 2).min(MAX_FUNCTION_BACKOFF);
                     }
                 }
             }

@@ -115,7 +115,14 @@ impl AwsConnection {
                 format!("'{url}' is not an http:// or https:// URL"),
             ));
         }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // Every AWS call is bounded: a connect timeout, and a timeout per attempt and per
+        // operation (the SDK's own retries included); joint's call policy retries above it.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .operation_attempt_timeout(std::time::Duration::from_secs(30))
+            .operation_timeout(std::time::Duration::from_secs(90))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
         if let Some(r) = &self.region {
             loader = loader.region(Region::new(r.clone()));
         }
