@@ -13,7 +13,7 @@ meta = json.loads(sys.argv[1])
 deps = {p["name"]: {d["name"] for d in p["dependencies"] if d.get("kind") in (None, "normal")}
         for p in meta["packages"]}
 rules = {
-    "joint-core": {"allowed": {"serde", "serde_json", "serde_yaml_ng", "sha2", "hex"}},
+    "joint-core": {"allowed": {"serde", "serde_json", "serde_yaml_ng", "sha2", "hex", "hmac", "subtle", "thiserror"}},
     "joint-shim": {"forbidden_prefix": ["joint-shim-", "joint-store", "aws-", "reqwest", "rusqlite", "joint-examples", "joint-cli"]},
     "joint-store": {"forbidden": {"joint-shim-aws", "joint-shim-local", "joint-examples", "joint-cli"}},
     "joint-shim-aws": {"forbidden": {"joint-shim-aliyun", "joint-shim-local", "joint-examples", "joint-cli"}},

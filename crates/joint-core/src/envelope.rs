@@ -302,16 +302,55 @@ pub struct JoinMember {
 }
 
 /// Why an envelope was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvelopeError(pub String);
-
-impl fmt::Display for EnvelopeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid envelope: {}", self.0)
-    }
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Delivered to a function other than the one it is for.
+    #[error(
+        "invalid envelope: the event is for function '{event}' but was delivered to function '{invoked}'; refusing to run a function other than the one invoked"
+    )]
+    Misaddressed {
+        /// The function the envelope names (at most 140 characters of it).
+        event: String,
+        /// The function the platform invoked.
+        invoked: String,
+    },
+    /// Larger than the runtime accepts.
+    #[error("invalid envelope: {size} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not an envelope's JSON.
+    #[error("invalid envelope: {0}")]
+    NotJson(String),
+    /// Another envelope version.
+    #[error(
+        "invalid envelope: version {0} is not supported (this runtime speaks {ENVELOPE_VERSION})"
+    )]
+    Version(u32),
+    /// A run id, function or workflow name that is not an id.
+    #[error(
+        "invalid envelope: {field} '{value}' must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')"
+    )]
+    BadId {
+        /// Which field.
+        field: &'static str,
+        /// Its value (at most 140 characters).
+        value: String,
+    },
+    /// A branch level whose index is not below its size.
+    #[error("invalid envelope: branch level {level}: index {index} is not below size {size}")]
+    BadBranch {
+        /// The level (0 = outermost).
+        level: usize,
+        /// Its index.
+        index: u32,
+        /// Its size.
+        size: u32,
+    },
 }
-
-impl std::error::Error for EnvelopeError {}
 
 /// The function a joint envelope in `event` is for: `Some(name)` when `event` is a JSON object
 /// with a string `function` field (what every envelope has), `None` for any other event.
@@ -335,12 +374,10 @@ pub fn addressed_function(event: &[u8]) -> Option<String> {
 /// them with its own error).
 pub fn check_addressed(event: &[u8], invoked: &str) -> Result<(), EnvelopeError> {
     match addressed_function(event) {
-        Some(f) if f != invoked => Err(EnvelopeError(format!(
-            "the event is for function '{}' but was delivered to function '{}'; refusing to run \
-             a function other than the one invoked",
-            f.chars().take(140).collect::<String>(),
-            invoked
-        ))),
+        Some(f) if f != invoked => Err(EnvelopeError::Misaddressed {
+            event: f.chars().take(140).collect(),
+            invoked: invoked.to_string(),
+        }),
         _ => Ok(()),
     }
 }
@@ -365,13 +402,13 @@ impl Envelope {
     /// Decode and check an envelope: size, JSON shape, version and ids.
     pub fn decode(bytes: &[u8], max_size: usize) -> Result<Envelope, EnvelopeError> {
         if bytes.len() > max_size {
-            return Err(EnvelopeError(format!(
-                "{} bytes is over the {max_size}-byte limit",
-                bytes.len()
-            )));
+            return Err(EnvelopeError::TooLarge {
+                size: bytes.len(),
+                max: max_size,
+            });
         }
         let env: Envelope = serde_json::from_slice(bytes).map_err(|e| {
-            EnvelopeError(format!("{} (line {}, column {})", e, e.line(), e.column()))
+            EnvelopeError::NotJson(format!("{} (line {}, column {})", e, e.line(), e.column()))
         })?;
         env.check()?;
         Ok(env)
@@ -380,10 +417,7 @@ impl Envelope {
     /// Structural checks shared by decode and tests.
     pub fn check(&self) -> Result<(), EnvelopeError> {
         if self.v != ENVELOPE_VERSION {
-            return Err(EnvelopeError(format!(
-                "version {} is not supported (this runtime speaks {ENVELOPE_VERSION})",
-                self.v
-            )));
+            return Err(EnvelopeError::Version(self.v));
         }
         for (what, v) in [
             ("workflow_id", &self.workflow_id),
@@ -391,18 +425,19 @@ impl Envelope {
             ("workflow", &self.workflow),
         ] {
             if !naming::valid_id(v) {
-                return Err(EnvelopeError(format!(
-                    "{what} '{}' must be 1-128 characters of A-Z a-z 0-9 - _ . (not starting with '.')",
-                    v.chars().take(140).collect::<String>()
-                )));
+                return Err(EnvelopeError::BadId {
+                    field: what,
+                    value: v.chars().take(140).collect(),
+                });
             }
         }
         for (i, f) in self.branch.iter().enumerate() {
             if f.size == 0 || f.index >= f.size {
-                return Err(EnvelopeError(format!(
-                    "branch level {i}: index {} is not below size {}",
-                    f.index, f.size
-                )));
+                return Err(EnvelopeError::BadBranch {
+                    level: i,
+                    index: f.index,
+                    size: f.size,
+                });
             }
         }
         Ok(())

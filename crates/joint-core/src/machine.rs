@@ -18,8 +18,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{
-    BlobRef, ENVELOPE_VERSION, Envelope, Failure, Input, ItemRecord, JoinMember, OutputRecord,
-    Payload, RunRecord,
+    BlobRef, ENVELOPE_VERSION, Envelope, EnvelopeError, Failure, Input, ItemRecord, JoinMember,
+    OutputRecord, Payload, RunRecord,
 };
 use crate::expr::Scope;
 use crate::naming::{self, Frame, Window};
@@ -270,13 +270,28 @@ pub enum Answer {
     /// The join state.
     Joined(JoinState),
     /// Per call: the cloud that accepted it, or why every cloud refused.
-    Invoked(Vec<Result<String, String>>),
+    Invoked(Vec<Result<String, CallFailure>>),
     /// The names are recorded.
     Recorded,
     /// The run record exists now.
     Finished,
     /// GC done or scheduled.
     GcDone,
+}
+
+/// Why an invocation failed on every cloud it was tried on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// The last cloud's error kind (`Unavailable`, `Throttled`, `PayloadTooLarge`, …).
+    pub kind: String,
+    /// What happened, with the clouds tried.
+    pub message: String,
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// How an instance ended.
@@ -294,20 +309,35 @@ pub struct Outcome {
     pub finished_run: Option<Result<(), Failure>>,
     /// Set when the instance could not finish its work (an invocation failed on every cloud);
     /// the driver must report an error so the platform delivers the event again.
-    pub incomplete: Option<String>,
+    pub incomplete: Option<CallFailure>,
 }
 
-/// A protocol violation: the event or an answer cannot be interpreted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProtocolError(pub String);
-
-impl std::fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "protocol error: {}", self.0)
-    }
+/// A protocol violation: the event, the sub-graph or an answer cannot be interpreted. None can
+/// be fixed by delivering the event again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// The event is for another function than this sub-graph's.
+    #[error("protocol error: {0}")]
+    WrongFunction(String),
+    /// The envelope itself is invalid.
+    #[error("protocol error: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// The sub-graph cannot be executed (it mixes modes, a mode lacks its settings).
+    #[error("protocol error: {0}")]
+    InvalidSubgraph(String),
+    /// The event's branch stack does not fit the join it reaches.
+    #[error("protocol error: {0}")]
+    BadBranch(String),
+    /// The driver answered something the machine did not ask for.
+    #[error("protocol error: {0}")]
+    UnexpectedAnswer(String),
+    /// The driver's answer does not match the action (wrong counts).
+    #[error("protocol error: {0}")]
+    BadAnswer(String),
+    /// A stored record (an input, an output, a join member) does not decode.
+    #[error("protocol error: {0}")]
+    Corrupt(String),
 }
-
-impl std::error::Error for ProtocolError {}
 
 #[derive(Debug)]
 enum State {
@@ -332,7 +362,7 @@ enum State {
     AwaitRecord {
         rest: Vec<Call>,
         after: After,
-        failed: Option<String>,
+        failed: Option<CallFailure>,
     },
     AwaitJoin {
         kind: JoinKind,
@@ -519,13 +549,13 @@ impl<'a> Machine<'a> {
     /// Make a machine; fails when the envelope is not for this sub-graph.
     pub fn new(sub: &'a SubGraph, env: Envelope, cfg: Config) -> Result<Self, ProtocolError> {
         if env.function != sub.name {
-            return Err(ProtocolError(format!(
+            return Err(ProtocolError::WrongFunction(format!(
                 "the event is for function '{}' but this is '{}'",
                 env.function, sub.name
             )));
         }
-        env.check().map_err(|e| ProtocolError(e.to_string()))?;
-        let shape = sub.shape().map_err(ProtocolError)?;
+        env.check()?;
+        let shape = sub.shape().map_err(ProtocolError::InvalidSubgraph)?;
         let id = env.instance_id();
         Ok(Machine {
             sub,
@@ -580,7 +610,7 @@ impl<'a> Machine<'a> {
     pub fn on(&mut self, answer: Answer) -> Result<Action, ProtocolError> {
         let state = std::mem::replace(&mut self.state, State::Finished);
         let bad = |state: &State, answer: &Answer| {
-            ProtocolError(format!(
+            ProtocolError::UnexpectedAnswer(format!(
                 "unexpected answer {} in state {state:?}",
                 answer_name(answer)
             ))
@@ -590,7 +620,7 @@ impl<'a> Machine<'a> {
             (State::AwaitCheckpoint, Answer::Checkpoint(Some(item))) => self.adopt(item),
             (State::AwaitInput { cur, refs, rounds }, Answer::Fetched(bytes)) => {
                 if bytes.len() != refs.len() {
-                    return Err(ProtocolError(format!(
+                    return Err(ProtocolError::BadAnswer(format!(
                         "asked for {} references, got {}",
                         refs.len(),
                         bytes.len()
@@ -598,7 +628,7 @@ impl<'a> Machine<'a> {
                 }
                 let got: BTreeMap<Ref, Vec<u8>> = refs.into_iter().zip(bytes).collect();
                 let next = substitute(cur, &got)
-                    .map_err(|e| ProtocolError(format!("input of '{}': {e}", self.id)))?;
+                    .map_err(|e| ProtocolError::Corrupt(format!("input of '{}': {e}", self.id)))?;
                 Ok(self.continue_input(next, rounds + 1))
             }
             (State::AwaitRun, Answer::Ran(Ok(v))) => {
@@ -621,14 +651,14 @@ impl<'a> Machine<'a> {
             (State::AwaitOwnValue, Answer::Fetched(bytes)) => {
                 let b = bytes.into_iter().next().unwrap_or_default();
                 let v: Value = serde_json::from_slice(&b).map_err(|e| {
-                    ProtocolError(format!("output blob of '{}' is not JSON: {e}", self.id))
+                    ProtocolError::Corrupt(format!("output blob of '{}' is not JSON: {e}", self.id))
                 })?;
                 self.value = Some(v);
                 self.plan()
             }
             (State::AwaitInvoke { group, rest, after }, Answer::Invoked(results)) => {
                 if results.len() != group.len() {
-                    return Err(ProtocolError(format!(
+                    return Err(ProtocolError::BadAnswer(format!(
                         "invoked {} calls, got {} results",
                         group.len(),
                         results.len()
@@ -640,10 +670,10 @@ impl<'a> Machine<'a> {
                     match r {
                         Ok(_) => names.push(c.record_as.clone()),
                         Err(e) => {
-                            failed.get_or_insert(format!(
-                                "invoking '{}' on {}: {e}",
-                                c.function, c.cloud
-                            ));
+                            failed.get_or_insert(CallFailure {
+                                message: format!("invoking '{}' on {}: {e}", c.function, c.cloud),
+                                kind: e.kind,
+                            });
                         }
                     }
                 }
@@ -774,7 +804,7 @@ impl<'a> Machine<'a> {
         reinvoke: &BTreeSet<String>,
     ) -> Result<Action, ProtocolError> {
         let rec = ItemRecord::decode(&item.value).map_err(|e| {
-            ProtocolError(format!(
+            ProtocolError::Corrupt(format!(
                 "checkpoint of '{}' is not an output record: {e}",
                 self.id
             ))
@@ -912,7 +942,7 @@ impl<'a> Machine<'a> {
         let rec = self
             .record
             .clone()
-            .ok_or_else(|| ProtocolError("no output record".into()))?;
+            .ok_or_else(|| ProtocolError::Corrupt("no output record".into()))?;
         match rec {
             OutputRecord::Err(f) => Ok(self.finish(OutputRecord::Err(f.clone()), Some(f), None)),
             OutputRecord::Ok(Payload::Blob(blob)) => {
@@ -1136,7 +1166,9 @@ impl<'a> Machine<'a> {
                     return Ok(self.fail_run(f));
                 }
                 let InvokeMode::Map { max_concurrency } = e.invoke_mode else {
-                    return Err(ProtocolError("map shape without map mode".into()));
+                    return Err(ProtocolError::InvalidSubgraph(
+                        "map shape without map mode".into(),
+                    ));
                 };
                 let width = max_concurrency.unwrap_or(n).clamp(1, n);
                 let window = (width < n).then(|| Window {
@@ -1216,7 +1248,9 @@ impl<'a> Machine<'a> {
             }
             Shape::ByBatch => {
                 let InvokeMode::ByBatch { batch_size, .. } = self.sub.next[0].invoke_mode else {
-                    return Err(ProtocolError("batch shape without batch mode".into()));
+                    return Err(ProtocolError::InvalidSubgraph(
+                        "batch shape without batch mode".into(),
+                    ));
                 };
                 self.member_out = Some(match self.payload() {
                     Payload::Inline(v) => Input::Inline(v),
@@ -1295,15 +1329,17 @@ impl<'a> Machine<'a> {
                 let mut members: Vec<(u32, JoinMember)> = Vec::new();
                 for (k, v) in &js.members {
                     let idx: u32 = k.parse().map_err(|_| {
-                        ProtocolError(format!("join member '{k}' is not a branch index"))
+                        ProtocolError::Corrupt(format!("join member '{k}' is not a branch index"))
                     })?;
                     let m: JoinMember = serde_json::from_slice(v).map_err(|err| {
-                        ProtocolError(format!("join member '{k}' is not a member record: {err}"))
+                        ProtocolError::Corrupt(format!(
+                            "join member '{k}' is not a member record: {err}"
+                        ))
                     })?;
                     members.push((idx, m));
                 }
                 if (members.len() as u32) < threshold {
-                    return Err(ProtocolError(format!(
+                    return Err(ProtocolError::BadAnswer(format!(
                         "join reports {} members but returned {}",
                         js.count,
                         members.len()
@@ -1325,7 +1361,7 @@ impl<'a> Machine<'a> {
                         + 1
                 };
                 let parent = naming::pop_and_merge(std::slice::from_ref(&self.env.branch))
-                    .map_err(ProtocolError)?;
+                    .map_err(ProtocolError::BadBranch)?;
                 let record_as = naming::instance_name(&e.name, step, &parent);
                 // This call completed the join; or its member was in already (a redelivery, or a
                 // completer whose answer was lost) and the invocation is not recorded yet.
@@ -1371,7 +1407,9 @@ impl<'a> Machine<'a> {
                 let mut outs = Vec::new();
                 for (k, v) in &js.members {
                     let m: JoinMember = serde_json::from_slice(v).map_err(|err| {
-                        ProtocolError(format!("batch member '{k}' is not a member record: {err}"))
+                        ProtocolError::Corrupt(format!(
+                            "batch member '{k}' is not a member record: {err}"
+                        ))
                     })?;
                     outs.push(m.out);
                 }
@@ -1459,7 +1497,12 @@ impl<'a> Machine<'a> {
         Action::Invoke { calls }
     }
 
-    fn after_group(&mut self, rest: Vec<Call>, after: After, failed: Option<String>) -> Action {
+    fn after_group(
+        &mut self,
+        rest: Vec<Call>,
+        after: After,
+        failed: Option<CallFailure>,
+    ) -> Action {
         if let Some(msg) = failed {
             // Stop here: the platform redelivers and the invoked set skips what succeeded.
             self.outcome.incomplete = Some(msg);

@@ -8,49 +8,69 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::envelope::Envelope;
 
-/// Why a tag was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignError(pub String);
-
-impl fmt::Display for SignError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refused event: {}", self.0)
-    }
+/// Why a keyring could not be made, or an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// `JOINT_KEYS` (or the keys given) is malformed.
+    #[error("bad keys: {0}")]
+    Keys(String),
+    /// The event carries no tag, and this deployment requires signed events.
+    #[error(
+        "refused event: the event for {instance} is not signed and this deployment requires signed events"
+    )]
+    Unsigned {
+        /// The instance the event addresses.
+        instance: String,
+    },
+    /// The tag is not `id:hex`.
+    #[error("refused event: the tag of the event for {instance} is malformed")]
+    Malformed {
+        /// The instance the event addresses.
+        instance: String,
+    },
+    /// The tag names a key this deployment does not hold.
+    #[error(
+        "refused event: the event for {instance} is signed with key '{key}', which this deployment does not hold (it holds {held})"
+    )]
+    UnknownKey {
+        /// The instance the event addresses.
+        instance: String,
+        /// The key id in the tag.
+        key: String,
+        /// The ids held.
+        held: String,
+    },
+    /// The signature does not match the event.
+    #[error(
+        "refused event: the signature of the event for {instance} does not match: it was forged or altered (another run, step, branch or input)"
+    )]
+    Forged {
+        /// The instance the event addresses.
+        instance: String,
+    },
 }
 
-impl std::error::Error for SignError {}
-
-/// HMAC-SHA256 (RFC 2104).
+/// HMAC-SHA256 (RFC 2104), from the `hmac` crate.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    for i in 0..64 {
-        ipad[i] ^= k[i];
-        opad[i] ^= k[i];
-    }
-    let inner = Sha256::new()
-        .chain_update(ipad)
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{KeyInit, Mac};
+    // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
+    let mut m = match <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return [0u8; 32],
+    };
+    m.update(msg);
+    m.finalize().into_bytes().into()
 }
 
+/// Constant-time equality (`subtle`): how long a comparison takes says nothing about where two
+/// tags differ.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// Deployment keys: the first signs, all verify.
@@ -76,7 +96,7 @@ impl Keyring {
     /// secrets at least 16 bytes.
     pub fn new(keys: Vec<(String, Vec<u8>)>) -> Result<Keyring, SignError> {
         if keys.is_empty() {
-            return Err(SignError("a keyring needs at least one key".into()));
+            return Err(SignError::Keys("a keyring needs at least one key".into()));
         }
         for (id, secret) in &keys {
             let ok_id = !id.is_empty()
@@ -85,12 +105,12 @@ impl Keyring {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok_id {
-                return Err(SignError(format!(
+                return Err(SignError::Keys(format!(
                     "key id '{id}' must be 1-32 characters of A-Z a-z 0-9 - _"
                 )));
             }
             if secret.len() < 16 {
-                return Err(SignError(format!(
+                return Err(SignError::Keys(format!(
                     "key '{id}' is {} bytes; use at least 16",
                     secret.len()
                 )));
@@ -105,9 +125,9 @@ impl Keyring {
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (id, secret) = part
                 .split_once(':')
-                .ok_or_else(|| SignError("each key must be written id:hexsecret".into()))?;
+                .ok_or_else(|| SignError::Keys("each key must be written id:hexsecret".into()))?;
             let secret = hex::decode(secret.trim())
-                .map_err(|_| SignError(format!("key '{id}': the secret is not hex")))?;
+                .map_err(|_| SignError::Keys(format!("key '{id}': the secret is not hex")))?;
             keys.push((id.trim().to_string(), secret));
         }
         Keyring::new(keys)
@@ -134,28 +154,25 @@ impl Keyring {
     /// Check `env`'s tag.
     pub fn verify(&self, env: &Envelope) -> Result<(), SignError> {
         let instance = env.instance_id();
-        let tag = env.tag.as_deref().ok_or_else(|| {
-            SignError(format!(
-                "the event for {instance} is not signed and this deployment requires signed events"
-            ))
-        })?;
-        let (id, mac) = tag.split_once(':').ok_or_else(|| {
-            SignError(format!("the tag of the event for {instance} is malformed"))
-        })?;
-        let Some((_, secret)) = self.keys.iter().find(|(k, _)| k == id) else {
-            return Err(SignError(format!(
-                "the event for {instance} is signed with key '{}', which this deployment does not hold (it holds {})",
-                id.chars().take(32).collect::<String>(),
-                self.ids().join(", ")
-            )));
+        let Some(tag) = env.tag.as_deref() else {
+            return Err(SignError::Unsigned { instance });
         };
-        let mac = hex::decode(mac)
-            .map_err(|_| SignError(format!("the tag of the event for {instance} is not hex")))?;
+        let Some((id, mac)) = tag.split_once(':') else {
+            return Err(SignError::Malformed { instance });
+        };
+        let Some((_, secret)) = self.keys.iter().find(|(k, _)| k == id) else {
+            return Err(SignError::UnknownKey {
+                instance,
+                key: id.chars().take(32).collect(),
+                held: self.ids().join(", "),
+            });
+        };
+        let Ok(mac) = hex::decode(mac) else {
+            return Err(SignError::Malformed { instance });
+        };
         let want = hmac_sha256(secret, &Self::body(env));
         if !ct_eq(&mac, &want) {
-            return Err(SignError(format!(
-                "the signature of the event for {instance} does not match: it was forged or altered (another run, step, branch or input)"
-            )));
+            return Err(SignError::Forged { instance });
         }
         Ok(())
     }
@@ -226,26 +243,36 @@ mod tests {
         let mut e2 = env();
         both.sign(&mut e2);
         assert!(e2.tag.as_deref().unwrap().starts_with("k2:"));
-        assert!(old.verify(&e2).unwrap_err().0.contains("key 'k2'"));
+        assert!(
+            matches!(old.verify(&e2).unwrap_err(), SignError::UnknownKey { key, .. } if key == "k2")
+        );
         // Replayed into another run: refused.
         let mut replay = back.clone();
         replay.workflow_id = "run-b".into();
-        assert!(
-            old.verify(&replay)
-                .unwrap_err()
-                .0
-                .contains("does not match")
-        );
+        let e = old.verify(&replay).unwrap_err();
+        assert!(matches!(e, SignError::Forged { .. }), "{e}");
+        assert!(e.to_string().contains("does not match"), "{e}");
         let mut altered = back.clone();
         altered.input = Input::Inline(serde_json::json!({"x": 2}));
         assert!(old.verify(&altered).is_err());
         // Unsigned: refused.
-        assert!(old.verify(&env()).unwrap_err().0.contains("not signed"));
+        assert!(matches!(
+            old.verify(&env()).unwrap_err(),
+            SignError::Unsigned { .. }
+        ));
         let mut bad = back;
         bad.tag = Some("k1:zz".into());
-        assert!(old.verify(&bad).unwrap_err().0.contains("not hex"));
+        assert!(matches!(
+            old.verify(&bad).unwrap_err(),
+            SignError::Malformed { .. }
+        ));
         bad.tag = Some("nocolon".into());
-        assert!(old.verify(&bad).unwrap_err().0.contains("malformed"));
+        assert!(
+            old.verify(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("malformed")
+        );
     }
 
     #[test]
@@ -254,11 +281,16 @@ mod tests {
         assert!(
             Keyring::parse("k1:0011")
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("at least 16")
         );
         assert!(Keyring::parse("k 1:00112233445566778899aabbccddeeff").is_err());
-        assert!(Keyring::parse("k1:xyz").unwrap_err().0.contains("not hex"));
+        assert!(
+            Keyring::parse("k1:xyz")
+                .unwrap_err()
+                .to_string()
+                .contains("not hex")
+        );
         let k = Keyring::parse("k1:00112233445566778899aabbccddeeff").unwrap();
         let dbg = format!("{k:?}");
         assert!(dbg.contains("k1") && dbg.contains("redacted") && !dbg.contains("0011"));

@@ -600,7 +600,7 @@ impl LocalFaas {
     /// an envelope names, so without this an event for `B` sent to `A` would run `B`.
     fn addressed(&self, function: &str, payload: &[u8]) -> Result<()> {
         joint_core::envelope::check_addressed(payload, function)
-            .map_err(|e| self.err(ErrorKind::InvalidInput, "deliver", function, e.0))
+            .map_err(|e| self.err(ErrorKind::InvalidInput, "deliver", function, e.to_string()))
     }
 
     /// [`joint_shim::Faas::invoke_async`] with the payload limit of the platform a caller

@@ -36,6 +36,7 @@ use joint_shim::{CoordStore, Created, Error, ErrorKind, Result, StoreCapabilitie
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use crate::group::{Writer, WriterError};
+use joint_shim::JoinSize;
 
 /// Default largest item value: 400 KiB, like DynamoDB, so flows tested locally fit in the cloud.
 pub const DEFAULT_ITEM_LIMIT: u64 = 400 * 1024;
@@ -613,9 +614,12 @@ impl CoordStore for SqliteCoordStore {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
+        let JoinSize {
+            capacity,
+            complete_at,
+        } = size;
         if value.len() as u64 > self.join_value_limit {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::join_all;
+use joint_shim::JoinSize;
 use joint_shim::{BlobStore, CoordStore, Created, ErrorKind};
 use joint_shim_local::{FsBlobStore, SqliteCoordStore};
 
@@ -106,8 +107,13 @@ async fn sqlite_two_connections_one_winner() {
     let rs = join_all((0..n).map(|i| {
         let s = stores[i as usize % 2].clone();
         async move {
-            s.join(jk, &format!("m{i}"), Bytes::from(format!("v{i}")), n, n)
-                .await
+            s.join(
+                jk,
+                &format!("m{i}"),
+                Bytes::from(format!("v{i}")),
+                JoinSize::all(n),
+            )
+            .await
         }
     }))
     .await;
@@ -142,8 +148,13 @@ async fn sqlite_ten_thousand_way_join() {
     let rs = join_all((0..n).map(|i| {
         let s = s.clone();
         async move {
-            s.join(key, &i.to_string(), Bytes::from(i.to_string()), n, n)
-                .await
+            s.join(
+                key,
+                &i.to_string(),
+                Bytes::from(i.to_string()),
+                JoinSize::all(n),
+            )
+            .await
         }
     }))
     .await;
@@ -165,7 +176,7 @@ async fn sqlite_ten_thousand_way_join() {
         }
     }
     assert_eq!(completers, 1);
-    let dup = s.join(key, "7", b("x"), n, n).await.unwrap();
+    let dup = s.join(key, "7", b("x"), JoinSize::all(n)).await.unwrap();
     assert!(!dup.added && dup.count == n && dup.members["7"] == b"7".to_vec());
     assert!(!dup.completed || dup.members.len() == n as usize);
     assert_eq!(s.delete_prefix("run/").await.unwrap(), 1, "one join key");
@@ -203,16 +214,71 @@ async fn sqlite_prefix_is_exact() {
 #[tokio::test]
 async fn sqlite_join_members_only_for_the_completer_and_redeliveries() {
     let s = SqliteCoordStore::in_memory("x").unwrap();
-    let j1 = s.join("j", "a", b("1"), 3, 2).await.unwrap();
+    let j1 = s
+        .join(
+            "j",
+            "a",
+            b("1"),
+            JoinSize {
+                capacity: 3,
+                complete_at: 2,
+            },
+        )
+        .await
+        .unwrap();
     assert!(j1.added && j1.count == 1 && j1.members.is_empty() && !j1.completed);
-    let j2 = s.join("j", "b", b("2"), 3, 2).await.unwrap();
+    let j2 = s
+        .join(
+            "j",
+            "b",
+            b("2"),
+            JoinSize {
+                capacity: 3,
+                complete_at: 2,
+            },
+        )
+        .await
+        .unwrap();
     assert!(j2.added && j2.count == 2 && j2.members.len() == 2 && j2.completed);
-    let j3 = s.join("j", "c", b("3"), 3, 2).await.unwrap();
+    let j3 = s
+        .join(
+            "j",
+            "c",
+            b("3"),
+            JoinSize {
+                capacity: 3,
+                complete_at: 2,
+            },
+        )
+        .await
+        .unwrap();
     assert!(j3.added && j3.count == 3 && j3.members.is_empty() && !j3.completed);
     // The completer redelivered is told it completed the join again; another member is not.
-    let b2 = s.join("j", "b", b("x"), 3, 2).await.unwrap();
+    let b2 = s
+        .join(
+            "j",
+            "b",
+            b("x"),
+            JoinSize {
+                capacity: 3,
+                complete_at: 2,
+            },
+        )
+        .await
+        .unwrap();
     assert!(!b2.added && b2.completed && b2.members.len() == 3, "{b2:?}");
-    let a2 = s.join("j", "a", b("x"), 3, 2).await.unwrap();
+    let a2 = s
+        .join(
+            "j",
+            "a",
+            b("x"),
+            JoinSize {
+                capacity: 3,
+                complete_at: 2,
+            },
+        )
+        .await
+        .unwrap();
     assert!(
         !a2.added && !a2.completed && a2.members.len() == 3,
         "{a2:?}"

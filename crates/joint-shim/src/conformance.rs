@@ -13,6 +13,7 @@ use futures::stream::{self, StreamExt};
 use joint_core::machine::JoinState;
 
 use crate::error::ErrorKind;
+use crate::traits::JoinSize;
 use crate::traits::{BlobStore, CoordStore, Created, Faas};
 
 fn b(s: &str) -> Bytes {
@@ -142,19 +143,28 @@ pub async fn coord_store_with(store: Arc<dyn CoordStore>, p: &str, scale: JoinSc
 
     // join
     let j = format!("{p}run1/D-join@0");
-    let s1 = store.join(&j, "0", b("m0"), 3, 3).await.expect("join 0");
+    let s1 = store
+        .join(&j, "0", b("m0"), JoinSize::all(3))
+        .await
+        .expect("join 0");
     assert!(s1.added && s1.count == 1 && !s1.completed, "{s1:?}");
     let again = store
-        .join(&j, "0", b("other"), 3, 3)
+        .join(&j, "0", b("other"), JoinSize::all(3))
         .await
         .expect("join 0 again");
     assert!(
         !again.added && again.count == 1 && !again.completed,
         "re-adding a member is not an add: {again:?}"
     );
-    let s2 = store.join(&j, "1", b("m1"), 3, 3).await.expect("join 1");
+    let s2 = store
+        .join(&j, "1", b("m1"), JoinSize::all(3))
+        .await
+        .expect("join 1");
     assert!(s2.added && s2.count == 2 && !s2.completed, "{s2:?}");
-    let s3 = store.join(&j, "2", b("m2"), 3, 3).await.expect("join 2");
+    let s3 = store
+        .join(&j, "2", b("m2"), JoinSize::all(3))
+        .await
+        .expect("join 2");
     assert!(
         s3.added && s3.count == 3 && s3.completed,
         "the third of three completes the join: {s3:?}"
@@ -166,7 +176,7 @@ pub async fn coord_store_with(store: Arc<dyn CoordStore>, p: &str, scale: JoinSc
         "a member keeps its first value"
     );
     let full = store
-        .join(&j, "3", b("m3"), 3, 3)
+        .join(&j, "3", b("m3"), JoinSize::all(3))
         .await
         .expect("join over capacity");
     assert!(
@@ -175,7 +185,7 @@ pub async fn coord_store_with(store: Arc<dyn CoordStore>, p: &str, scale: JoinSc
     );
     assert!(!full.members.contains_key("3"));
     let late = store
-        .join(&j, "1", b("x"), 3, 3)
+        .join(&j, "1", b("x"), JoinSize::all(3))
         .await
         .expect("late duplicate");
     assert!(
@@ -190,8 +200,13 @@ pub async fn coord_store_with(store: Arc<dyn CoordStore>, p: &str, scale: JoinSc
         let s = store.clone();
         let jc = jc.clone();
         async move {
-            s.join(&jc, &i.to_string(), Bytes::from(format!("v{i}")), n, n)
-                .await
+            s.join(
+                &jc,
+                &i.to_string(),
+                Bytes::from(format!("v{i}")),
+                JoinSize::all(n),
+            )
+            .await
         }
     }))
     .await;
@@ -244,12 +259,15 @@ pub async fn coord_store_with(store: Arc<dyn CoordStore>, p: &str, scale: JoinSc
     let dj = d("J-join@0");
     let dj_next = d("J-join@01");
     for m in ["0", "1"] {
-        let st = store.join(&dj, m, b(m), 3, 3).await.expect("join");
+        let st = store
+            .join(&dj, m, b(m), JoinSize::all(3))
+            .await
+            .expect("join");
         assert!(st.added);
     }
     assert!(
         store
-            .join(&dj_next, "0", b("x"), 3, 3)
+            .join(&dj_next, "0", b("x"), JoinSize::all(3))
             .await
             .expect("join")
             .added
@@ -316,12 +334,18 @@ pub async fn coord_store_with(store: Arc<dyn CoordStore>, p: &str, scale: JoinSc
         store.delete(&dj).await.expect("delete join"),
         "delete of an existing join returns true"
     );
-    let st = store.join(&dj, "1", b("new"), 3, 3).await.expect("join");
+    let st = store
+        .join(&dj, "1", b("new"), JoinSize::all(3))
+        .await
+        .expect("join");
     assert!(
         st.added && st.count == 1,
         "a deleted join starts again from count 1: {st:?}"
     );
-    let st = store.join(&dj_next, "1", b("y"), 3, 3).await.expect("join");
+    let st = store
+        .join(&dj_next, "1", b("y"), JoinSize::all(3))
+        .await
+        .expect("join");
     assert!(
         st.added && st.count == 2,
         "deleting run2/J-join@0 leaves run2/J-join@01 alone: {st:?}"
@@ -372,7 +396,7 @@ pub async fn coord_store_with(store: Arc<dyn CoordStore>, p: &str, scale: JoinSc
             .is_empty()
     );
     let fresh = store
-        .join(&j, "0", b("n"), 3, 3)
+        .join(&j, "0", b("n"), JoinSize::all(3))
         .await
         .expect("join after delete");
     assert!(fresh.added && fresh.count == 1, "joins are deleted too");
@@ -399,7 +423,17 @@ async fn join_many(
             let s = store.clone();
             let v = value(&m);
             async move {
-                let r = s.join(key, &m, v, capacity, complete_at).await;
+                let r = s
+                    .join(
+                        key,
+                        &m,
+                        v,
+                        JoinSize {
+                            capacity,
+                            complete_at,
+                        },
+                    )
+                    .await;
                 match r {
                     Ok(st) => (m, st),
                     Err(e) => panic!("join of member {m} on {key}: {e}"),
@@ -469,7 +503,7 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
     // `completed`.
     let other = if winner == "0" { "1" } else { "0" };
     let dup = store
-        .join(&wide, other, b("changed"), n, n)
+        .join(&wide, other, b("changed"), JoinSize::all(n))
         .await
         .expect("duplicate");
     assert!(
@@ -481,7 +515,7 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
     );
     assert_members(&dup, &all, val, &format!("{n}-way join, redelivery"));
     let again = store
-        .join(&wide, winner, b("changed"), n, n)
+        .join(&wide, winner, b("changed"), JoinSize::all(n))
         .await
         .expect("duplicate of the completer");
     assert!(
@@ -495,7 +529,7 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
         &format!("{n}-way join, completer redelivered"),
     );
     let extra = store
-        .join(&wide, "extra", b("x"), n, n)
+        .join(&wide, "extra", b("x"), JoinSize::all(n))
         .await
         .expect("over capacity");
     assert!(
@@ -508,7 +542,7 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
     // Deleting the join deletes all of it: the key starts again from one member.
     assert!(store.delete(&wide).await.expect("delete wide join"));
     let fresh = store
-        .join(&wide, "0", b("fresh"), n, n)
+        .join(&wide, "0", b("fresh"), JoinSize::all(n))
         .await
         .expect("join after delete");
     assert!(
@@ -570,7 +604,18 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
     // complete it; the n+1-th is refused.
     let kn = format!("{p}run3/K-join@0");
     for (i, m) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-        let st = store.join(&kn, m, val(m), 5, 3).await.expect("k of n");
+        let st = store
+            .join(
+                &kn,
+                m,
+                val(m),
+                JoinSize {
+                    capacity: 5,
+                    complete_at: 3,
+                },
+            )
+            .await
+            .expect("k of n");
         let i = i as u32 + 1;
         assert!(
             st.added && st.count == i && st.completed == (i == 3),
@@ -583,7 +628,18 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
             assert_members(&st, &names_of(&["a", "b", "c"]), val, "3 of 5");
         }
     }
-    let refused = store.join(&kn, "f", val("f"), 5, 3).await.expect("sixth");
+    let refused = store
+        .join(
+            &kn,
+            "f",
+            val("f"),
+            JoinSize {
+                capacity: 5,
+                complete_at: 3,
+            },
+        )
+        .await
+        .expect("sixth");
     assert!(
         !refused.added && !refused.completed && refused.count == 5,
         "3 of 5: a sixth member is refused"
@@ -610,7 +666,15 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
         assert_eq!(v.as_slice(), val(m).as_ref(), "{k} of {cap}: member {m}");
     }
     let refused = store
-        .join(&kw, "over", b("x"), cap, k)
+        .join(
+            &kw,
+            "over",
+            b("x"),
+            JoinSize {
+                capacity: cap,
+                complete_at: k,
+            },
+        )
         .await
         .expect("over capacity");
     assert!(
@@ -628,12 +692,28 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
     for (cap, at) in [(2u32, 2u32), (120, 2)] {
         let key = format!("{p}run3/V{cap}-join@0");
         let err = store
-            .join(&key, "a", Bytes::from(vec![b'x'; limit + 1]), cap, at)
+            .join(
+                &key,
+                "a",
+                Bytes::from(vec![b'x'; limit + 1]),
+                JoinSize {
+                    capacity: cap,
+                    complete_at: at,
+                },
+            )
             .await
             .expect_err("a member over the join value limit");
         assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
         let first = store
-            .join(&key, "a", big("a"), cap, at)
+            .join(
+                &key,
+                "a",
+                big("a"),
+                JoinSize {
+                    capacity: cap,
+                    complete_at: at,
+                },
+            )
             .await
             .expect("at the limit");
         assert!(
@@ -641,7 +721,15 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
             "a member at the limit is added"
         );
         let second = store
-            .join(&key, "bb", big("bb"), cap, at)
+            .join(
+                &key,
+                "bb",
+                big("bb"),
+                JoinSize {
+                    capacity: cap,
+                    complete_at: at,
+                },
+            )
             .await
             .expect("at the limit");
         assert!(
@@ -666,7 +754,15 @@ async fn joins(store: &Arc<dyn CoordStore>, p: &str, scale: JoinScale) {
     if let Some(w) = caps.max_join_width {
         let key = format!("{p}run3/X-join@0");
         let err = store
-            .join(&key, "0", b("x"), w.saturating_add(1), 1)
+            .join(
+                &key,
+                "0",
+                b("x"),
+                JoinSize {
+                    capacity: w.saturating_add(1),
+                    complete_at: 1,
+                },
+            )
             .await
             .expect_err("a join over the store's width ceiling");
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");

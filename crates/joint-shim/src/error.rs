@@ -38,6 +38,29 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind whose [`ErrorKind::as_str`] is `name`.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        use ErrorKind::*;
+        [
+            NotFound,
+            AlreadyExists,
+            Precondition,
+            Throttled,
+            Unavailable,
+            Timeout,
+            FunctionNotFound,
+            AccessDenied,
+            PayloadTooLarge,
+            InvalidInput,
+            FunctionError,
+            InjectedCrash,
+            CircuitOpen,
+            Other,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+
     /// Stable name, used in messages and metrics.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -74,6 +97,7 @@ struct Inner {
     retryable: bool,
     provider_code: Option<String>,
     request_id: Option<String>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -99,7 +123,15 @@ impl Error {
             retryable,
             provider_code: None,
             request_id: None,
+            source: None,
         }))
+    }
+
+    /// Attach the underlying error (an I/O error, a protocol error, an SDK's own error): it is
+    /// what [`std::error::Error::source`] returns.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.0.source = Some(std::sync::Arc::new(source));
+        self
     }
 
     /// Override the retryable flag.
@@ -190,7 +222,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

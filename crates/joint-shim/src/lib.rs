@@ -32,4 +32,4 @@ pub use handler::{
     CommandHandler, Context, Handler, Handlers, fn_error, handler_fn, typed_handler,
 };
 pub use runtime::{Deliver, GcPolicy, Runtime, RuntimeConfig};
-pub use traits::{BlobStore, CoordStore, Created, Faas};
+pub use traits::{BlobStore, CoordStore, Created, Faas, JoinSize};

@@ -20,6 +20,7 @@ use joint_core::machine::{JoinState, StoredItem};
 
 use crate::caps::{BlobCapabilities, StoreCapabilities};
 use crate::error::{Error, ErrorKind, Result};
+use crate::traits::JoinSize;
 use crate::traits::{BlobStore, CoordStore, Created};
 
 /// Retries of retryable errors (throttling, timeouts, unavailability).
@@ -272,13 +273,11 @@ impl<T: CoordStore> CoordStore for Policied<T> {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
         self.policy
             .run(&self.name, "join", key, || {
-                self.inner
-                    .join(key, member, value.clone(), capacity, complete_at)
+                self.inner.join(key, member, value.clone(), size)
             })
             .await
     }

@@ -66,6 +66,35 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
 }
 
+/// How many members a join takes and when it is complete: `capacity` members at most (a
+/// ByBatch batch, the n branches of a fork), complete once `complete_at` are in (`k` of `n` for
+/// ByRedundant; `capacity` otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinSize {
+    /// Members the join accepts at most.
+    pub capacity: u32,
+    /// Members from which it is complete.
+    pub complete_at: u32,
+}
+
+impl JoinSize {
+    /// `n` members, complete when all are in.
+    pub fn all(n: u32) -> JoinSize {
+        JoinSize {
+            capacity: n,
+            complete_at: n,
+        }
+    }
+
+    /// Complete once `k` of at most `n` members are in.
+    pub fn k_of_n(k: u32, n: u32) -> JoinSize {
+        JoinSize {
+            capacity: n,
+            complete_at: k,
+        }
+    }
+}
+
 /// What `CoordStore::create` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -111,9 +140,9 @@ pub trait CoordStore: Send + Sync + Debug {
     /// - `added` is true only for the call that put `member` in; a member already present keeps
     ///   its first value and `added` is false. Adding a member and counting it are one atomic
     ///   step: concurrent deliveries of one member count it once.
-    /// - A join holding `capacity` members accepts no new member (`added` false).
-    /// - `completed` is true for exactly one call of all calls on the join once `complete_at`
-    ///   members are in: the call that completed it. A redelivered duplicate of that member may
+    /// - A join holding `size.capacity` members accepts no new member (`added` false).
+    /// - `completed` is true for exactly one call of all calls on the join once
+    ///   `size.complete_at` members are in: the call that completed it. A redelivered duplicate of that member may
     ///   report `completed` again; no other call may. (If the completing call itself fails, e.g.
     ///   its answer is lost, no call may report it: the redelivery of its member sees
     ///   `added == false` and takes the redelivery path.)
@@ -131,8 +160,7 @@ pub trait CoordStore: Send + Sync + Debug {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState>;
 
     /// List the output items whose key starts with `prefix` (joins excluded), sorted by key.
@@ -204,12 +232,9 @@ impl<T: CoordStore + ?Sized> CoordStore for std::sync::Arc<T> {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
-        (**self)
-            .join(key, member, value, capacity, complete_at)
-            .await
+        (**self).join(key, member, value, size).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
         (**self).list(prefix).await

@@ -23,6 +23,7 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use joint_shim::CoordStore;
+use joint_shim::JoinSize;
 use joint_store::dynamo::create_table;
 use joint_store::{AwsConnection, DynamoCoordStore, DynamoStoreBuilder};
 use serde_json::Value;
@@ -295,7 +296,10 @@ async fn run(s: &DynamoCoordStore, rec: &Recorder, n: u32, pad: usize) -> Bill {
                     r#"{{"step":2,"out":{{"inline":"{out:0>w$}"}}}}"#,
                     w = pad.saturating_sub(27).max(out.len())
                 ));
-                let st = s.join(&key, &i.to_string(), v, n, n).await.expect("join");
+                let st = s
+                    .join(&key, &i.to_string(), v, JoinSize::all(n))
+                    .await
+                    .expect("join");
                 if st.completed {
                     assert_eq!(st.members.len(), n as usize);
                 }

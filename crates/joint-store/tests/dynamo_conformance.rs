@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
+use joint_shim::JoinSize;
 use joint_shim::conformance::JoinScale;
 use joint_shim::{CoordStore, ErrorKind};
 use joint_store::dynamo::{TableStatus, create_table};
@@ -78,7 +79,7 @@ async fn run_records_and_wide_gc_are_exact() {
             .await
             .expect("rec10");
         store
-            .join("r1/J-join@0", "0", b("m"), 2, 2)
+            .join("r1/J-join@0", "0", b("m"), JoinSize::all(2))
             .await
             .expect("join");
         assert_eq!(store.list("r1/").await.expect("list").len(), 60, "{name}");
@@ -138,7 +139,7 @@ async fn join_layouts_on_emulators() {
         let mut completers = 0;
         for i in 0..40 {
             let st = store
-                .join("lay/W-join@0", &i.to_string(), v(i), 40, 40)
+                .join("lay/W-join@0", &i.to_string(), v(i), JoinSize::all(40))
                 .await
                 .expect("wide join");
             assert!(st.added && st.count == i + 1, "{name}: member {i}: {st:?}");
@@ -207,7 +208,12 @@ async fn join_layouts_on_emulators() {
         let mut done = None;
         for i in 0..cap {
             let st = tall
-                .join("big/N-join@0", &format!("m{i:0>250}"), big(i), cap, cap)
+                .join(
+                    "big/N-join@0",
+                    &format!("m{i:0>250}"),
+                    big(i),
+                    JoinSize::all(cap),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("{name}: narrow member {i} of {cap} at the limit: {e}"));
             if st.completed {
@@ -230,7 +236,7 @@ async fn join_layouts_on_emulators() {
         let mut done = None;
         for i in 0..16 {
             let st = wide64
-                .join("big/F-join@0", &i.to_string(), fat(i), 16, 16)
+                .join("big/F-join@0", &i.to_string(), fat(i), JoinSize::all(16))
                 .await
                 .unwrap_or_else(|e| panic!("{name}: 64 KiB member {i}: {e}"));
             if st.completed {
@@ -245,11 +251,11 @@ async fn join_layouts_on_emulators() {
         // A join begun narrow is not continued wide, nor the other way round.
         let all_wide = common::store_on(&url, &table, &[("wide_join_above", "0")]).await;
         store
-            .join("mix/A-join@0", "0", b("x"), 10, 10)
+            .join("mix/A-join@0", "0", b("x"), JoinSize::all(10))
             .await
             .expect("narrow");
         let e = all_wide
-            .join("mix/A-join@0", "1", b("x"), 10, 10)
+            .join("mix/A-join@0", "1", b("x"), JoinSize::all(10))
             .await
             .expect_err("wide on a narrow join");
         assert!(
@@ -257,11 +263,11 @@ async fn join_layouts_on_emulators() {
             "{name}: {e}"
         );
         all_wide
-            .join("mix/B-join@0", "0", b("x"), 10, 10)
+            .join("mix/B-join@0", "0", b("x"), JoinSize::all(10))
             .await
             .expect("wide");
         let e = store
-            .join("mix/B-join@0", "1", b("x"), 10, 10)
+            .join("mix/B-join@0", "1", b("x"), JoinSize::all(10))
             .await
             .expect_err("narrow on a wide join");
         assert!(

@@ -8,6 +8,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
+use joint_shim::JoinSize;
 use joint_shim::{CoordStore, Created, ErrorKind};
 use joint_store::DynamoStoreBuilder;
 
@@ -184,17 +185,32 @@ async fn wide_join_retries_conflicts_and_reads_cancellation_reasons() {
     let s = store(client).await;
     assert!(s.is_wide_join(100));
     let st = s
-        .join("r/J-join@0", "7", Bytes::from_static(b"v"), 100, 100)
+        .join(
+            "r/J-join@0",
+            "7",
+            Bytes::from_static(b"v"),
+            JoinSize::all(100),
+        )
         .await
         .expect("added after a conflict");
     assert!(st.added && st.count == 7 && !st.completed, "{st:?}");
     let st = s
-        .join("r/J-join@0", "3", Bytes::from_static(b"v"), 100, 100)
+        .join(
+            "r/J-join@0",
+            "3",
+            Bytes::from_static(b"v"),
+            JoinSize::all(100),
+        )
         .await
         .expect("duplicate");
     assert!(!st.added && st.count == 8 && !st.completed, "{st:?}");
     let st = s
-        .join("r/J-join@0", "over", Bytes::from_static(b"v"), 100, 100)
+        .join(
+            "r/J-join@0",
+            "over",
+            Bytes::from_static(b"v"),
+            JoinSize::all(100),
+        )
         .await
         .expect("full");
     assert!(

@@ -123,7 +123,7 @@ fn check_addressed(headers: &HeaderMap, event: &[u8]) -> std::result::Result<(),
             function.chars().take(140).collect::<String>()
         ));
     };
-    joint_core::envelope::check_addressed(event, &invoked).map_err(|e| e.0)
+    joint_core::envelope::check_addressed(event, &invoked).map_err(|e| e.to_string())
 }
 
 /// The address from `FC_SERVER_PORT` (all interfaces).

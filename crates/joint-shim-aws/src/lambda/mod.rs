@@ -121,7 +121,7 @@ async fn handle(mode: &Mode, ev: LambdaEvent<Value>) -> Result<Value, Diagnostic
                         // Make Lambda deliver the event again.
                         return Err(Diagnostic {
                             error_type: "Incomplete".into(),
-                            error_message: why.clone(),
+                            error_message: why.to_string(),
                         });
                     }
                     Ok(serde_json::json!({

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::caps::{BlobCapabilities, FaasCapabilities, StoreCapabilities};
 use crate::error::Result;
+use crate::traits::JoinSize;
 use crate::traits::{BlobStore, CoordStore, Created, Faas};
 
 /// Shared counters (cheap to clone).
@@ -210,13 +211,10 @@ impl<T: CoordStore> CoordStore for Counted<T> {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
         OpCounts::bump(&self.counts.inner.coord_join);
-        self.inner
-            .join(key, member, value, capacity, complete_at)
-            .await
+        self.inner.join(key, member, value, size).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
         OpCounts::bump(&self.counts.inner.coord_list);

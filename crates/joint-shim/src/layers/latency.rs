@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::caps::{BlobCapabilities, FaasCapabilities, StoreCapabilities};
 use crate::error::Result;
+use crate::traits::JoinSize;
 use crate::traits::{BlobStore, CoordStore, Created, Faas};
 
 /// Emulated network: delays in milliseconds.
@@ -138,13 +139,10 @@ impl<T: CoordStore> CoordStore for Delayed<T> {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
         self.wait().await;
-        self.inner
-            .join(key, member, value, capacity, complete_at)
-            .await
+        self.inner.join(key, member, value, size).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
         self.wait().await;

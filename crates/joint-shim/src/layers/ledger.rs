@@ -11,6 +11,7 @@ use joint_core::machine::{JoinState, StoredItem};
 
 use crate::caps::StoreCapabilities;
 use crate::error::Result;
+use crate::traits::JoinSize;
 use crate::traits::{CoordStore, Created};
 
 /// Shared counts of `Created::New` answers per key (cheap to clone; one ledger may watch many
@@ -150,12 +151,9 @@ impl<T: CoordStore> CoordStore for Ledgered<T> {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
-        self.inner
-            .join(key, member, value, capacity, complete_at)
-            .await
+        self.inner.join(key, member, value, size).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
         self.inner.list(prefix).await

@@ -13,6 +13,7 @@ use joint_core::machine::{JoinState, StoredItem};
 
 use crate::caps::{BlobCapabilities, FaasCapabilities, StoreCapabilities};
 use crate::error::{Error, ErrorKind, Result};
+use crate::traits::JoinSize;
 use crate::traits::{BlobStore, CoordStore, Created, Faas};
 
 /// Shared on/off state of one cloud (cheap to clone).
@@ -160,13 +161,10 @@ impl<T: CoordStore> CoordStore for Switched<T> {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
         self.check("join", key).await?;
-        self.inner
-            .join(key, member, value, capacity, complete_at)
-            .await
+        self.inner.join(key, member, value, size).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>> {
         self.check("list", prefix).await?;

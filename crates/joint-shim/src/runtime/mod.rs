@@ -27,6 +27,7 @@ use crate::invoke::{InvokeConfig, Invoker};
 use crate::layers::{Chaos, LatencyProfile};
 use crate::observe::{ObsEvent, Observer};
 use crate::traits::Created;
+use crate::traits::JoinSize;
 
 mod resume;
 
@@ -567,8 +568,9 @@ impl Runtime {
     /// Handle one delivery of `event` on `cloud`. Returns the outcome, or an error after which
     /// the platform should deliver the event again (nothing committed is lost or doubled).
     pub async fn handle(&self, cloud: &str, event: &[u8], delivery: u32) -> Result<Outcome> {
-        let env = Envelope::decode(event, self.inner.cfg.max_envelope)
-            .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", cloud, e.to_string()))?;
+        let env = Envelope::decode(event, self.inner.cfg.max_envelope).map_err(|e| {
+            rt_err(ErrorKind::InvalidInput, "handle", cloud, e.to_string()).with_source(e)
+        })?;
         if let Some(k) = &self.inner.cfg.keyring {
             k.verify(&env).map_err(|e| {
                 rt_err(
@@ -603,8 +605,9 @@ impl Runtime {
         })?;
         let cfg = self.machine_config(sub, cloud)?;
         let run = env.workflow_id.clone();
-        let mut m = Machine::new(sub, env, cfg)
-            .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", &sub.name, e.to_string()))?;
+        let mut m = Machine::new(sub, env, cfg).map_err(|e| {
+            rt_err(ErrorKind::InvalidInput, "handle", &sub.name, e.to_string()).with_source(e)
+        })?;
         let instance = m.instance_id().to_string();
         let t0 = Instant::now();
         self.emit(ObsEvent::InstanceStart {
@@ -704,13 +707,13 @@ impl Runtime {
         loop {
             let kind = action.kind();
             if let Action::Done(outcome) = action {
-                if let Some(msg) = &outcome.incomplete {
-                    return Err(rt_err(
-                        ErrorKind::Unavailable,
-                        "invoke",
-                        &instance,
-                        msg.clone(),
-                    ));
+                if let Some(f) = &outcome.incomplete {
+                    // The successor's own failure kind, so a caller (an adapter, a test) sees
+                    // why; the platform delivers the event again whatever the kind.
+                    let kind = ErrorKind::from_name(&f.kind).unwrap_or(ErrorKind::Unavailable);
+                    return Err(
+                        rt_err(kind, "invoke", &instance, f.message.clone()).with_retryable(true)
+                    );
                 }
                 return Ok(outcome);
             }
@@ -734,9 +737,9 @@ impl Runtime {
                 self.crash_check(run, &instance, format!("after:{kind}"), attempt)?;
             }
             m.set_clock(now_ms());
-            action = m
-                .on(answer)
-                .map_err(|e| rt_err(ErrorKind::InvalidInput, "handle", &instance, e.to_string()))?;
+            action = m.on(answer).map_err(|e| {
+                rt_err(ErrorKind::InvalidInput, "handle", &instance, e.to_string()).with_source(e)
+            })?;
         }
     }
 
@@ -939,12 +942,20 @@ impl Runtime {
                 clouds
                     .get(&c)?
                     .coord
-                    .join(&key, &member, Bytes::from(value), capacity, complete_at)
+                    .join(
+                        &key,
+                        &member,
+                        Bytes::from(value),
+                        JoinSize {
+                            capacity,
+                            complete_at,
+                        },
+                    )
                     .await?,
             ),
             Action::Invoke { calls } => {
                 let n = self.inner.cfg.invoke_concurrency.max(1);
-                let results: Vec<std::result::Result<String, String>> =
+                let results: Vec<std::result::Result<String, machine::CallFailure>> =
                     stream::iter(calls.into_iter().map(|call| async move {
                         match redrive {
                             Some(r) => self.redrive_call(r, call, cloud, run).await,
@@ -1023,7 +1034,7 @@ impl Runtime {
         call: machine::Call,
         from: &str,
         run: &str,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, machine::CallFailure> {
         let delay = self.inner.cfg.latency.invoke(from, &call.cloud);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -1067,14 +1078,17 @@ impl Runtime {
                 }
                 Ok(report.cloud)
             }
-            Err((e, tried)) => Err(format!(
-                "{e} (tried {})",
-                tried
-                    .iter()
-                    .map(|(c, _)| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            Err((e, tried)) => Err(machine::CallFailure {
+                kind: e.kind().as_str().to_string(),
+                message: format!(
+                    "{e} (tried {})",
+                    tried
+                        .iter()
+                        .map(|(c, _)| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
         }
     }
 }

@@ -552,7 +552,7 @@ impl Runtime {
         mut call: machine::Call,
         from: &str,
         run: &str,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, machine::CallFailure> {
         let target = format!("{}/{}", call.envelope.workflow_id, call.record_as);
         if naming::parse_instance_name(&call.record_as).is_some() {
             let exists = shared.present.contains(&target) || {

@@ -17,6 +17,7 @@ use super::builder::Limits;
 use super::error::parse_error;
 use super::item::{self, Attrs};
 use super::keys::{EXPIRES, INV, MEMBER_SEP, PK};
+use joint_shim::JoinSize;
 
 /// The coordination store on one DynamoDB table (see the [module docs](super) for the design).
 /// Cheap to clone.
@@ -278,9 +279,12 @@ impl CoordStore for DynamoCoordStore {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
+        let JoinSize {
+            capacity,
+            complete_at,
+        } = size;
         self.check_user_key("join", key)?;
         self.check_join(key, member, &value)?;
         if self.is_narrow(capacity) {

@@ -16,6 +16,7 @@ use joint_shim_aliyun::ots::{
 use prost::Message;
 
 use super::keys::{column, partition, pk, successor, uncolumn};
+use joint_shim::JoinSize;
 
 /// Tablestore's largest attribute value (2 MB).
 pub const ITEM_LIMIT: u64 = 2 * 1024 * 1024;
@@ -408,9 +409,12 @@ impl CoordStore for TablestoreCoordStore {
         key: &str,
         member: &str,
         value: Bytes,
-        capacity: u32,
-        complete_at: u32,
+        size: JoinSize,
     ) -> Result<JoinState> {
+        let JoinSize {
+            capacity,
+            complete_at,
+        } = size;
         if value.len() as u64 > self.join_value_limit {
             return Err(self.err(
                 ErrorKind::PayloadTooLarge,
